@@ -1,0 +1,189 @@
+/*
+ * mproc/workers.h -- threads (Python's threading.Thread), and later
+ * processes.
+ *
+ * A thread is an opaque handle. Life cycle, as in Python:
+ *   mproc_thread_create   New        (nothing runs yet)
+ *   mproc_thread_start    Runnable   (the function runs on its own thread)
+ *   mproc_thread_join     waits for Terminated, returns the result
+ *   mproc_thread_destroy  drops the caller's handle (the thread itself
+ *                         keeps running if it was started and not joined)
+ *
+ * Non-daemon threads are joined when the program exits normally (return
+ * from main or exit()), as Python does at interpreter shutdown; daemon
+ * threads are not waited for and die with the process.
+ *
+ * A thread function returns 0, or a negative code meaning it failed
+ * (Python's uncaught exception). A failure is reported through the
+ * thread excepthook, which by default prints one line on stderr naming
+ * the thread ("Exception in thread Hilo-1: ..."), and is what join
+ * returns as the thread's result.
+ */
+#ifndef MPROC_WORKERS_H
+#define MPROC_WORKERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sync.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_thread mproc_thread;
+
+/* A thread's body: returns 0 or a negative error code (its failure). */
+typedef int (*mproc_thread_fn)(void *arg);
+
+/* Longest thread name kept, not counting the terminating NUL. The OS
+ * sees the first 15 bytes (the kernel's limit), e.g. in `top -H`. */
+#define MPROC_THREAD_NAME_MAX 63
+
+/* Options for mproc_thread_create. Zero is the default for every field;
+ * more fields may be added at the end. */
+typedef struct mproc_thread_opts {
+    mproc_thread_fn fn;  /* required */
+    void *arg;           /* passed to fn; owned by the caller */
+    const char *name;    /* copied; NULL means "Thread-N" */
+    bool daemon;         /* not joined at exit */
+    size_t stack_size;   /* 0: the system default */
+} mproc_thread_opts;
+
+/*
+ * mproc_thread_create - make a thread handle in state New (not running).
+ * The name is copied (truncated to MPROC_THREAD_NAME_MAX bytes).
+ * Errors: -EINVAL (NULL out/opts/fn), -ENOMEM.
+ * *out is owned by the caller until mproc_thread_destroy.
+ */
+MPROC_API int mproc_thread_create(mproc_thread **out,
+                                  const mproc_thread_opts *opts);
+
+/*
+ * mproc_thread_start - run the thread's function on a new OS thread.
+ * Errors: -EINVAL (NULL), -EBUSY (already started: a thread starts once,
+ * as in Python), -EAGAIN (the system refused a thread), -ENOMEM.
+ * Thread-safe.
+ */
+MPROC_API int mproc_thread_start(mproc_thread *t);
+
+/*
+ * mproc_thread_join - wait at most timeout_ms for the thread to end, and
+ * store its function's return value in *result (if result is not NULL).
+ * Joining a thread that has already ended returns at once, any number of
+ * times, from any number of threads.
+ * Errors: -ETIMEDOUT (still running), -EDEADLK (a thread joining itself),
+ * -EINVAL (NULL, never started, timeout < -1).
+ */
+MPROC_API int mproc_thread_join(mproc_thread *t, int64_t timeout_ms,
+                                int *result);
+
+/*
+ * mproc_thread_destroy - release the caller's handle. A thread that is
+ * running goes on running and is still joined at exit if non-daemon; its
+ * resources are freed when it ends. NULL is a no-op. After the call the
+ * handle must not be used. Must not race with other calls on the same
+ * handle from the caller's side (other handles to it, such as those from
+ * mproc_thread_current, stay valid while the thread runs).
+ */
+MPROC_API void mproc_thread_destroy(mproc_thread *t);
+
+/* mproc_thread_is_alive - true from start until the function returns. */
+MPROC_API bool mproc_thread_is_alive(const mproc_thread *t);
+
+/* mproc_thread_native_id - the kernel thread id (as in /proc/<pid>/task),
+ * or 0 before the thread has started. */
+MPROC_API pid_t mproc_thread_native_id(const mproc_thread *t);
+
+/* mproc_thread_daemon - whether the thread is a daemon. */
+MPROC_API bool mproc_thread_daemon(const mproc_thread *t);
+
+/*
+ * mproc_thread_name - copy the thread's name into buf (cap bytes, always
+ * NUL-terminated when cap > 0). Returns the name's full length, or
+ * -EINVAL. Thread-safe against mproc_thread_set_name.
+ */
+MPROC_API int mproc_thread_name(const mproc_thread *t, char *buf, size_t cap);
+
+/*
+ * mproc_thread_set_name - rename the thread (copied; truncated to
+ * MPROC_THREAD_NAME_MAX). A running thread's OS name changes too, so
+ * ps/top show it. Errors: -EINVAL (NULL).
+ */
+MPROC_API int mproc_thread_set_name(mproc_thread *t, const char *name);
+
+/*
+ * mproc_thread_current - the calling thread's handle (Python's
+ * threading.current_thread()). The main thread is "MainThread"; a thread
+ * not started by mproc gets a "Dummy-N" handle. The handle is owned by
+ * mproc and stays valid while the calling thread runs; do not destroy it.
+ * Never NULL (returns NULL only if memory for a dummy handle ran out).
+ */
+MPROC_API mproc_thread *mproc_thread_current(void);
+
+/* One live thread, as listed by mproc_thread_enumerate. */
+typedef struct mproc_thread_info {
+    char name[MPROC_THREAD_NAME_MAX + 1];
+    pid_t native_id;
+    bool daemon;
+    bool alive;
+    bool main;      /* the main thread */
+} mproc_thread_info;
+
+/*
+ * mproc_thread_enumerate - list the live threads mproc knows: the main
+ * thread, threads started by mproc that have not ended, and dummy
+ * threads that called mproc_thread_current (Python's
+ * threading.enumerate()). Fills at most cap entries of out (out may be
+ * NULL when cap is 0) and returns the number of live threads, which may
+ * be more than cap; or -EINVAL. Thread-safe.
+ */
+MPROC_API int mproc_thread_enumerate(mproc_thread_info *out, size_t cap);
+
+/* mproc_thread_active_count - the number of threads enumerate would list
+ * (Python's threading.active_count()). */
+MPROC_API int mproc_thread_active_count(void);
+
+/*
+ * mproc_thread_fail - attach a message to the calling thread's failure
+ * and return `code`, so a thread function writes
+ *     return mproc_thread_fail(-EIO, "cannot read %s", path);
+ * The message (up to 255 bytes) is passed to the excepthook. A code >= 0
+ * is returned unchanged and no message is kept.
+ */
+MPROC_API int mproc_thread_fail(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* What the excepthook is told about a failed thread. Valid only during
+ * the hook call. */
+typedef struct mproc_thread_failure {
+    mproc_thread *thread;
+    const char *name;
+    pid_t native_id;
+    int code;             /* the function's negative return value */
+    const char *message;  /* from mproc_thread_fail, or "" */
+} mproc_thread_failure;
+
+typedef void (*mproc_thread_excepthook_fn)(const mproc_thread_failure *f,
+                                           void *userdata);
+
+/*
+ * mproc_thread_set_excepthook - replace the hook called, on the failing
+ * thread, when a thread function returns a negative code (Python's
+ * threading.excepthook). NULL restores the default, which writes
+ *     Exception in thread NAME (native id N): CODE_NAME: text[: message]
+ * to stderr. Thread-safe; a hook already running finishes with the old
+ * userdata.
+ */
+MPROC_API void mproc_thread_set_excepthook(mproc_thread_excepthook_fn hook,
+                                           void *userdata);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPROC_WORKERS_H */

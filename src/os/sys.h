@@ -1,0 +1,98 @@
+/*
+ * os/sys.h -- the os layer's internal interface: the replaceable system
+ * call table, futexes, deadlines, thread identity and liveness.
+ *
+ * Every OS call that a test may want to fault or delay (the clock, futex
+ * wait/wake, fork, kill) goes through `mproc__sys`, a table of function
+ * pointers that tests swap with mproc__sys_set(). The hot paths of the
+ * sync layer never reach it: an uncontended lock is one CAS.
+ */
+#ifndef MPROC_OS_SYS_H
+#define MPROC_OS_SYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mproc/os.h"
+
+/* A deadline is an absolute CLOCK_MONOTONIC time in ns; this one never
+ * comes. */
+#define MPROC__FOREVER INT64_MAX
+
+typedef struct mproc__sysops {
+    /* CLOCK_MONOTONIC in ns. */
+    int64_t (*now_ns)(void);
+    /* Sleep while *addr == val, until woken or `deadline` (absolute ns,
+     * MPROC__FOREVER for none). shared=false adds FUTEX_PRIVATE_FLAG.
+     * Returns 0 (woken, maybe spuriously), -EAGAIN (*addr != val),
+     * -ETIMEDOUT, -EINTR. */
+    int (*futex_wait)(uint32_t *addr, uint32_t val, int64_t deadline, bool shared);
+    /* Wake up to n sleepers on addr; returns how many woke, or -errno. */
+    int (*futex_wake)(uint32_t *addr, int n, bool shared);
+    /* fork(2): child pid, 0 in the child, -errno. */
+    pid_t (*fork)(void);
+    /* kill(2): 0 or -errno. */
+    int (*kill)(pid_t pid, int sig);
+} mproc__sysops;
+
+/* The real system calls. */
+extern const mproc__sysops mproc__sys_real;
+
+/* The table in use (read with an atomic load: tests may swap it). */
+const mproc__sysops *mproc__sys(void);
+
+/* Swap in a table (NULL restores mproc__sys_real); returns the old one.
+ * For tests: swap while no other thread is inside a futex call. */
+const mproc__sysops *mproc__sys_set(const mproc__sysops *ops);
+
+static inline int64_t mproc__now(void)
+{
+    return mproc__sys()->now_ns();
+}
+
+static inline int mproc__futex_wait(uint32_t *addr, uint32_t val,
+                                    int64_t deadline, bool shared)
+{
+    return mproc__sys()->futex_wait(addr, val, deadline, shared);
+}
+
+static inline int mproc__futex_wake(uint32_t *addr, int n, bool shared)
+{
+    return mproc__sys()->futex_wake(addr, n, shared);
+}
+
+/*
+ * mproc__deadline - turn a timeout_ms argument into a deadline.
+ * -1 gives MPROC__FOREVER, 0 gives "now" (already passed), a positive
+ * value now + timeout (saturating to MPROC__FOREVER). Returns 0, or
+ * -EINVAL for timeout_ms < -1.
+ */
+int mproc__deadline(int64_t timeout_ms, int64_t *deadline);
+
+/* True if the deadline has passed. */
+static inline bool mproc__expired(int64_t deadline)
+{
+    return deadline != MPROC__FOREVER && mproc__now() >= deadline;
+}
+
+/* The calling thread's kernel id, cached per thread (and refreshed in a
+ * child after fork). */
+pid_t mproc__tid(void);
+
+/* The calling thread's start time (field 22 of /proc/thread-self/stat,
+ * in clock ticks since boot), cached per thread; 0 if /proc is
+ * unreadable. Used with a tid to tell a thread from a later one that
+ * reused its id. */
+uint64_t mproc__thread_start(void);
+
+/*
+ * mproc__task_dead - is the task (thread) `tid` gone? It is if it does
+ * not exist, is a zombie, or is a different task than the one whose start
+ * time's low 32 bits are `start32` (0 = unknown, not compared). Reads
+ * /proc/<tid>/stat; without /proc falls back to kill(tid, 0).
+ * Slow (a few syscalls): call it only when already about to sleep.
+ */
+bool mproc__task_dead(pid_t tid, uint32_t start32);
+
+#endif /* MPROC_OS_SYS_H */

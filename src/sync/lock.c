@@ -1,0 +1,372 @@
+/*
+ * sync/lock.c -- mproc_lock: an owned, adaptive, robust futex mutex.
+ *
+ * The futex word
+ * --------------
+ *   bits 0-29  TID         kernel id of the holder, 0 when free
+ *   bit 30     OWNER_DIED  the data may be inconsistent: a holder died
+ *   bit 31     WAITERS     somebody may sleep on the word
+ * (the same layout the kernel uses for robust futexes).
+ *
+ * States and transitions (T = a tid, W = WAITERS, D = OWNER_DIED):
+ *   0 / D          free             --acquire (CAS)-->  T | (D)
+ *   T | (D)        held, no sleeper --waiter sets W-->  T | W | (D)
+ *   T | W | (D)    held, sleepers   --release (XCHG)--> 0 / D, wake one
+ *   T(dead) | ...  holder died      --takeover (CAS)--> T' | W | D
+ * D survives releases until mproc_lock_consistent clears it, so every
+ * acquirer learns about the dead holder until someone repairs the data.
+ *
+ * Acquire: one CAS 0 -> T on the fast path. Otherwise spin a bounded,
+ * adaptive number of rounds re-trying whenever the word shows no holder
+ * (waking a sleeper on another core costs tens of microseconds on a VM,
+ * far more than most critical sections), then set W and futex-wait. A
+ * thread that slept takes the lock with W set, because it cannot know
+ * whether others still sleep; the cost is at most one spare wake-up.
+ * Every sleep compares against a word value with W set, so a release
+ * (which wakes when W was set) can never be missed.
+ *
+ * Dead holders (MPROC_SHARED only): a sleeping waiter wakes up every few
+ * milliseconds (2 ms doubling to 100 ms) and asks /proc whether the
+ * holder's thread still exists. `_owner_id` records the holder's tid and
+ * the low 32 bits of its start time, so a recycled tid is recognised.
+ * The holder writes `_owner_id` after its CAS and clears it before its
+ * release store; a waiter loads the word with acquire before reading it,
+ * so through the release sequence it sees either 0 or the current
+ * holder's id, never a stale one (see read_owner_id). Only the waiter
+ * whose CAS replaces the exact dead word wins the takeover.
+ *
+ * Counters are written only by the holder (relaxed load + store, no
+ * atomic RMW) and read racily by mproc_lock_stats.
+ */
+#include "sync/lock_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+
+#include "os/atomic.h"
+#include "os/sys.h"
+
+#define LOCK_WAITERS    0x80000000u
+#define LOCK_OWNER_DIED 0x40000000u
+#define LOCK_TID_MASK   0x3fffffffu
+
+#define LOCK_MAGIC      0x6d4c6b00u /* low byte holds the flags */
+#define LOCK_MAGIC_MASK 0xffffff00u
+#define LOCK_FLAGS      (MPROC_SHARED)
+
+/* Liveness checks of a shared lock's holder, while asleep. */
+#define CHECK_FIRST_NS  (2 * 1000000LL)
+#define CHECK_MAX_NS    (100 * 1000000LL)
+
+unsigned mproc__lock_spin_max = 400;
+
+static bool lock_valid(const mproc_lock *l)
+{
+    return l && (mproc__load_relaxed(&l->_magic) & LOCK_MAGIC_MASK) == LOCK_MAGIC;
+}
+
+static bool lock_shared(const mproc_lock *l)
+{
+    return (mproc__load_relaxed(&l->_magic) & MPROC_SHARED) != 0;
+}
+
+bool mproc__lock_valid(const mproc_lock *l)
+{
+    return lock_valid(l);
+}
+
+bool mproc__lock_is_shared(const mproc_lock *l)
+{
+    return lock_shared(l);
+}
+
+int mproc_lock_init(mproc_lock *l, unsigned flags)
+{
+    if (!l || (flags & ~LOCK_FLAGS))
+        return -EINVAL;
+    *l = (mproc_lock){ 0 };
+    l->_spin = 8;
+    /* Release: a thread that sees the magic sees the zeroed fields. */
+    mproc__store_release(&l->_magic, LOCK_MAGIC | flags);
+    return 0;
+}
+
+/* Who holds it, as far as the word says. */
+static uint32_t holder(const mproc_lock *l)
+{
+    return mproc__load_relaxed(&l->_word) & LOCK_TID_MASK;
+}
+
+bool mproc__lock_owned(const mproc_lock *l)
+{
+    return holder(l) == (uint32_t)mproc__tid();
+}
+
+static uint64_t my_owner_id(uint32_t tid)
+{
+    return (mproc__thread_start() << 32) | tid;
+}
+
+/* Read the holder id recorded for word value w (loaded with acquire). If
+ * the recorded tid is not w's holder (not published yet) the start time
+ * is unknown: return just the tid. */
+static uint64_t read_owner_id(const mproc_lock *l, uint32_t w)
+{
+    uint64_t id = mproc__load_relaxed(&l->_owner_id);
+    uint32_t tid = w & LOCK_TID_MASK;
+    return (uint32_t)id == tid ? id : tid;
+}
+
+static bool holder_dead(const mproc_lock *l, uint32_t w)
+{
+    uint64_t id = read_owner_id(l, w);
+    return mproc__task_dead((pid_t)(uint32_t)id, (uint32_t)(id >> 32));
+}
+
+/* Bookkeeping once the lock is ours. */
+static void acquired(mproc_lock *l, uint32_t tid)
+{
+    if (lock_shared(l))
+        mproc__store_relaxed(&l->_owner_id, my_owner_id(tid));
+    mproc__bump(&l->_acquisitions, 1);
+}
+
+/* Take a free word w (tid field 0) as ours; `extra` is WAITERS for a
+ * thread that has slept. Returns 1 on success, 0 if w changed, and sets
+ * *rc to 0 or -EOWNERDEAD. */
+static int take_free(mproc_lock *l, uint32_t *w, uint32_t tid, uint32_t extra, int *rc)
+{
+    uint32_t want = tid | (*w & LOCK_OWNER_DIED) | extra;
+    if (!mproc__cas(&l->_word, w, want, __ATOMIC_ACQUIRE))
+        return 0;
+    *rc = (want & LOCK_OWNER_DIED) ? -EOWNERDEAD : 0;
+    return 1;
+}
+
+/* Replace dead holder's word w by ours; 1 on success. */
+static int take_over(mproc_lock *l, uint32_t *w, uint32_t tid)
+{
+    uint32_t want = tid | LOCK_OWNER_DIED | LOCK_WAITERS;
+    if (!mproc__cas(&l->_word, w, want, __ATOMIC_ACQUIRE))
+        return 0;
+    mproc__bump(&l->_owner_deaths, 1);
+    return 1;
+}
+
+/* Spin phase: up to a bounded, adaptive number of rounds. Returns 1 with
+ * *rc set if the lock was taken. */
+static int spin_acquire(mproc_lock *l, uint32_t tid, int *rc)
+{
+    unsigned est = mproc__load_relaxed(&l->_spin);
+    unsigned max = est * 2 + 16;
+    if (max > mproc__lock_spin_max)
+        max = mproc__lock_spin_max;
+    for (unsigned i = 0; i < max; i++) {
+        mproc__cpu_relax();
+        uint32_t w = mproc__load_relaxed(&l->_word);
+        if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, rc)) {
+            /* Holder-only update of the estimate: move 1/8 towards i. */
+            mproc__store_relaxed(&l->_spin, est + ((int)i - (int)est) / 8);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Sleep phase. Returns 0 / -EOWNERDEAD (holding) or -ETIMEDOUT. */
+static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline)
+{
+    bool shared = lock_shared(l);
+    int64_t check_every = CHECK_FIRST_NS;
+    int rc;
+    for (;;) {
+        uint32_t w = mproc__load_acquire(&l->_word);
+        if ((w & LOCK_TID_MASK) == 0) {
+            if (take_free(l, &w, tid, LOCK_WAITERS, &rc))
+                return rc;
+            continue;
+        }
+        if (!(w & LOCK_WAITERS)) {
+            uint32_t ww = w | LOCK_WAITERS;
+            if (!mproc__cas(&l->_word, &w, ww, __ATOMIC_RELAXED))
+                continue;
+            w = ww;
+        }
+        int64_t until = deadline;
+        if (shared) {
+            int64_t check = mproc__now() + check_every;
+            if (check < until)
+                until = check;
+        }
+        int r = mproc__futex_wait(&l->_word, w, until, shared);
+        if (r == -ETIMEDOUT) {
+            if (until == deadline)
+                return -ETIMEDOUT;
+            /* Time to check on the holder (shared locks only). */
+            w = mproc__load_acquire(&l->_word);
+            if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid))
+                return -EOWNERDEAD;
+            if (check_every < CHECK_MAX_NS)
+                check_every *= 2;
+        }
+    }
+}
+
+int mproc__lock_acquire(mproc_lock *l, int64_t deadline)
+{
+    uint32_t tid = (uint32_t)mproc__tid();
+    uint32_t w = 0;
+    if (mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE)) {
+        acquired(l, tid);
+        return 0;
+    }
+    if ((w & LOCK_TID_MASK) == tid)
+        return -EDEADLK;
+    int rc;
+    if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, &rc)) {
+        acquired(l, tid); /* free but marked OWNER_DIED */
+        return rc;
+    }
+    if (deadline != MPROC__FOREVER && mproc__now() >= deadline)
+        return -ETIMEDOUT;
+
+    int64_t t0 = mproc__now();
+    unsigned est = mproc__load_relaxed(&l->_spin);
+    if (!spin_acquire(l, tid, &rc)) {
+        rc = sleep_acquire(l, tid, deadline);
+        if (rc == -ETIMEDOUT)
+            return rc;
+        /* We hold it now: record that spinning did not pay. */
+        unsigned max = est * 2 + 16 > mproc__lock_spin_max ? mproc__lock_spin_max : est * 2 + 16;
+        mproc__store_relaxed(&l->_spin, est + (max - est) / 8);
+    }
+    acquired(l, tid);
+    mproc__bump(&l->_contended, 1);
+    mproc__bump(&l->_wait_ns, (uint64_t)(mproc__now() - t0));
+    return rc;
+}
+
+int mproc__lock_try(mproc_lock *l)
+{
+    uint32_t tid = (uint32_t)mproc__tid();
+    uint32_t w = 0;
+    if (mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE)) {
+        acquired(l, tid);
+        return 0;
+    }
+    if ((w & LOCK_TID_MASK) == tid)
+        return -EDEADLK;
+    int rc;
+    if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, &rc)) {
+        acquired(l, tid);
+        return rc;
+    }
+    if ((w & LOCK_TID_MASK) != 0 && lock_shared(l)) {
+        /* A try never sleeps, but it should not report a dead holder's
+         * lock as busy forever either: check it, cheaply enough for a
+         * call that already failed. */
+        w = mproc__load_acquire(&l->_word);
+        if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid)) {
+            acquired(l, tid);
+            return -EOWNERDEAD;
+        }
+    }
+    return -EBUSY;
+}
+
+int mproc__lock_release(mproc_lock *l)
+{
+    uint32_t tid = (uint32_t)mproc__tid();
+    uint32_t w = mproc__load_relaxed(&l->_word);
+    if ((w & LOCK_TID_MASK) != tid)
+        return -EPERM;
+    bool shared = lock_shared(l);
+    if (shared) /* ordered before the word by the release below */
+        mproc__store_relaxed(&l->_owner_id, 0);
+    /* OWNER_DIED is only changed by the holder: keep it. */
+    uint32_t old = mproc__xchg(&l->_word, w & LOCK_OWNER_DIED, __ATOMIC_RELEASE);
+    if (old & LOCK_WAITERS)
+        mproc__futex_wake(&l->_word, 1, shared);
+    return 0;
+}
+
+int mproc_lock_acquire(mproc_lock *l, int64_t timeout_ms)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    int64_t deadline;
+    int r = mproc__deadline(timeout_ms, &deadline);
+    if (r != 0)
+        return r;
+    return mproc__lock_acquire(l, deadline);
+}
+
+int mproc_lock_try(mproc_lock *l)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    return mproc__lock_try(l);
+}
+
+int mproc_lock_release(mproc_lock *l)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    return mproc__lock_release(l);
+}
+
+int mproc_lock_locked(const mproc_lock *l)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    return holder(l) != 0;
+}
+
+int mproc_lock_consistent(mproc_lock *l)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    uint32_t w = mproc__load_relaxed(&l->_word);
+    if ((w & LOCK_TID_MASK) != (uint32_t)mproc__tid())
+        return -EPERM;
+    if (!(w & LOCK_OWNER_DIED))
+        return -EINVAL;
+    /* Only we change D; waiters may set W concurrently, hence the RMW. */
+    mproc__fetch_and(&l->_word, ~LOCK_OWNER_DIED, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int mproc_lock_destroy(mproc_lock *l)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    uint32_t w = mproc__load_acquire(&l->_word);
+    if ((w & LOCK_TID_MASK) != 0 && !(lock_shared(l) && holder_dead(l, w)))
+        return -EBUSY;
+    mproc__store_release(&l->_magic, 0);
+    return 0;
+}
+
+int mproc_lock_stats(const mproc_lock *l, mproc_lock_counters *out)
+{
+    if (!lock_valid(l) || !out)
+        return -EINVAL;
+    out->acquisitions = mproc__load_relaxed(&l->_acquisitions);
+    out->contended = mproc__load_relaxed(&l->_contended);
+    out->wait_ns = mproc__load_relaxed(&l->_wait_ns);
+    out->owner_deaths = mproc__load_relaxed(&l->_owner_deaths);
+    return 0;
+}
+
+int mproc_lock_stats_reset(mproc_lock *l)
+{
+    if (!lock_valid(l))
+        return -EINVAL;
+    if (!mproc__lock_owned(l))
+        return -EPERM;
+    mproc__store_relaxed(&l->_acquisitions, 0);
+    mproc__store_relaxed(&l->_contended, 0);
+    mproc__store_relaxed(&l->_wait_ns, 0);
+    mproc__store_relaxed(&l->_owner_deaths, 0);
+    return 0;
+}
