@@ -2,7 +2,6 @@
  * tests/runner.c -- runs each registered test in a forked child, in its
  * own process group, with a deadline. See runner.h.
  */
-#define _GNU_SOURCE
 #include "runner.h"
 
 #include <poll.h>
