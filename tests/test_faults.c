@@ -35,7 +35,29 @@ static int wake_everyone(uint32_t *addr, int n, bool shared)
     return mproc__sys_real.futex_wake(addr, INT_MAX, shared);
 }
 
-static mproc__sysops spurious_ops, herd_ops;
+/* Requeue unavailable: notify must fall back to plain wakes. */
+static int no_requeue(uint32_t *addr, int wake, uint32_t *addr2, int requeue,
+                      uint32_t val, bool shared)
+{
+    (void)addr, (void)wake, (void)addr2, (void)requeue, (void)val, (void)shared;
+    return -ENOSYS;
+}
+
+static int wake_everyone_requeue(uint32_t *addr, int wake, uint32_t *addr2,
+                                 int requeue, uint32_t val, bool shared)
+{
+    (void)wake, (void)addr2, (void)requeue, (void)val;
+    return mproc__sys_real.futex_wake(addr, INT_MAX, shared);
+}
+
+static mproc__sysops spurious_ops, herd_ops, norequeue_ops;
+
+static void use_norequeue(void)
+{
+    norequeue_ops = mproc__sys_real;
+    norequeue_ops.futex_requeue = no_requeue;
+    mproc__sys_set(&norequeue_ops);
+}
 
 static void use_spurious(void)
 {
@@ -48,6 +70,7 @@ static void use_herd(void)
 {
     herd_ops = mproc__sys_real;
     herd_ops.futex_wake = wake_everyone;
+    herd_ops.futex_requeue = wake_everyone_requeue;
     mproc__sys_set(&herd_ops);
 }
 
@@ -278,3 +301,4 @@ TEST_T(herd_lock_exact, 60) { use_herd(); lock_exact(); }
 TEST_T(herd_condition_exact, 60) { use_herd(); condition_exact(); }
 TEST_T(herd_semaphore_bounded, 60) { use_herd(); semaphore_bounded(); }
 TEST_T(herd_barrier_rounds, 60) { use_herd(); barrier_rounds(); }
+TEST_T(norequeue_condition_exact, 60) { use_norequeue(); condition_exact(); }

@@ -55,6 +55,15 @@ static int real_futex_wake(uint32_t *addr, int n, bool shared)
     return r >= 0 ? (int)r : -errno;
 }
 
+static int real_futex_requeue(uint32_t *addr, int wake, uint32_t *addr2,
+                              int requeue, uint32_t val, bool shared)
+{
+    int op = FUTEX_CMP_REQUEUE | (shared ? 0 : FUTEX_PRIVATE_FLAG);
+    /* The kernel takes the requeue count in the timeout argument's slot. */
+    long r = syscall(SYS_futex, addr, op, wake, (unsigned long)requeue, addr2, val);
+    return r >= 0 ? (int)r : -errno;
+}
+
 static pid_t real_fork(void)
 {
     pid_t p = fork();
@@ -70,6 +79,7 @@ const mproc__sysops mproc__sys_real = {
     .now_ns = real_now_ns,
     .futex_wait = real_futex_wait,
     .futex_wake = real_futex_wake,
+    .futex_requeue = real_futex_requeue,
     .fork = real_fork,
     .kill = real_kill,
 };

@@ -30,6 +30,11 @@ typedef struct mproc__sysops {
     int (*futex_wait)(uint32_t *addr, uint32_t val, int64_t deadline, bool shared);
     /* Wake up to n sleepers on addr; returns how many woke, or -errno. */
     int (*futex_wake)(uint32_t *addr, int n, bool shared);
+    /* If *addr == val: wake up to `wake` sleepers on addr and move up to
+     * `requeue` others to sleep on addr2 (FUTEX_CMP_REQUEUE). Returns the
+     * number woken plus moved, -EAGAIN if *addr != val, or -errno. */
+    int (*futex_requeue)(uint32_t *addr, int wake, uint32_t *addr2, int requeue,
+                         uint32_t val, bool shared);
     /* fork(2): child pid, 0 in the child, -errno. */
     pid_t (*fork)(void);
     /* kill(2): 0 or -errno. */
@@ -60,6 +65,12 @@ static inline int mproc__futex_wait(uint32_t *addr, uint32_t val,
 static inline int mproc__futex_wake(uint32_t *addr, int n, bool shared)
 {
     return mproc__sys()->futex_wake(addr, n, shared);
+}
+
+static inline int mproc__futex_requeue(uint32_t *addr, int wake, uint32_t *addr2,
+                                       int requeue, uint32_t val, bool shared)
+{
+    return mproc__sys()->futex_requeue(addr, wake, addr2, requeue, val, shared);
 }
 
 /*

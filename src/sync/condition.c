@@ -11,6 +11,17 @@
  * wake-up is lost. A waiter that has not gone to sleep yet when a notify
  * lands returns at once: that is the spurious wake-up the API allows.
  *
+ * Notifying more than one waiter wakes one and requeues the others onto
+ * the lock's futex (FUTEX_CMP_REQUEUE): they would only wake to queue up
+ * behind the notifier's lock anyway, and now the lock's releases hand
+ * them on one at a time instead of a thundering herd. The notifier sets
+ * the lock's WAITERS bit first, and every thread leaving a wait
+ * re-acquires with WAITERS set (mproc__lock_acquire_requeued), so each
+ * release wakes the next of them. A requeued waiter no longer runs the
+ * lock's dead-holder checks, so waiters of a shared condition wake every
+ * REQUEUE_CHECK_NS to see whether they were notified (seq changed) and,
+ * if so, continue into the lock's own acquire, which does.
+ *
  * `_waiters` counts threads between "about to release" and "woken";
  * incremented under the lock, so a notifier holding the lock that reads
  * 0 knows nobody can miss its (skipped) wake.
@@ -27,6 +38,7 @@
 
 #define COND_MAGIC      0x436f6e00u /* low byte: flags */
 #define COND_MAGIC_MASK 0xffffff00u
+#define REQUEUE_CHECK_NS (100 * 1000000LL)
 #define KIND_LOCK  1u
 #define KIND_RLOCK 2u
 
@@ -137,7 +149,11 @@ static int wait_until(mproc_condition *c, int64_t deadline)
 
     bool timed_out = false;
     while (mproc__load_acquire(&c->_seq) == seq) {
-        if (mproc__futex_wait(&c->_seq, seq, deadline, shared) == -ETIMEDOUT) {
+        int64_t until = deadline;
+        if (shared && deadline - mproc__now() > REQUEUE_CHECK_NS)
+            until = mproc__now() + REQUEUE_CHECK_NS;
+        if (mproc__futex_wait(&c->_seq, seq, until, shared) == -ETIMEDOUT &&
+            until == deadline) {
             timed_out = mproc__load_acquire(&c->_seq) == seq;
             break;
         }
@@ -146,7 +162,7 @@ static int wait_until(mproc_condition *c, int64_t deadline)
 
     /* Python re-acquires without a timeout, even after a timed-out wait. */
     int rc = c->_kind == KIND_RLOCK ? mproc__rlock_restore(bound(c), levels)
-                                    : mproc__lock_acquire(bound(c), MPROC__FOREVER);
+                                    : mproc__lock_acquire_requeued(bound(c));
     if (rc == -EOWNERDEAD)
         return rc;
     return timed_out ? -ETIMEDOUT : 0;
@@ -192,8 +208,17 @@ static int notify(mproc_condition *c, int n)
         return -EPERM;
     if (n == 0 || mproc__load_relaxed(&c->_waiters) == 0)
         return 0;
-    mproc__fetch_add(&c->_seq, 1, __ATOMIC_RELEASE);
-    mproc__futex_wake(&c->_seq, n, cond_shared(c));
+    bool shared = cond_shared(c);
+    uint32_t seq = mproc__fetch_add(&c->_seq, 1, __ATOMIC_RELEASE) + 1;
+    if (n == 1) {
+        mproc__futex_wake(&c->_seq, 1, shared);
+        return 0;
+    }
+    uint32_t *lock_word = mproc__lock_prepare_requeue(bound_lock(c));
+    /* -EAGAIN cannot happen (seq changes only under the lock we hold);
+     * on any failure fall back to waking them all. */
+    if (mproc__futex_requeue(&c->_seq, 1, lock_word, n - 1, seq, shared) < 0)
+        mproc__futex_wake(&c->_seq, n, shared);
     return 0;
 }
 

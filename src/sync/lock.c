@@ -154,8 +154,8 @@ static int take_over(mproc_lock *l, uint32_t *w, uint32_t tid)
 }
 
 /* Spin phase: up to a bounded, adaptive number of rounds. Returns 1 with
- * *rc set if the lock was taken. */
-static int spin_acquire(mproc_lock *l, uint32_t tid, int *rc)
+ * *rc set if the lock was taken; `extra` as for take_free. */
+static int spin_acquire(mproc_lock *l, uint32_t tid, uint32_t extra, int *rc)
 {
     unsigned est = mproc__load_relaxed(&l->_spin);
     unsigned max = est * 2 + 16;
@@ -164,7 +164,7 @@ static int spin_acquire(mproc_lock *l, uint32_t tid, int *rc)
     for (unsigned i = 0; i < max; i++) {
         mproc__cpu_relax();
         uint32_t w = mproc__load_relaxed(&l->_word);
-        if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, rc)) {
+        if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, extra, rc)) {
             /* Holder-only update of the estimate: move 1/8 towards i. */
             mproc__store_relaxed(&l->_spin, est + ((int)i - (int)est) / 8);
             return 1;
@@ -212,6 +212,26 @@ static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline)
     }
 }
 
+/* Contended path: spin, then sleep; counts the wait. */
+static int acquire_contended(mproc_lock *l, uint32_t tid, uint32_t extra, int64_t deadline)
+{
+    int rc;
+    int64_t t0 = mproc__now();
+    unsigned est = mproc__load_relaxed(&l->_spin);
+    if (!spin_acquire(l, tid, extra, &rc)) {
+        rc = sleep_acquire(l, tid, deadline);
+        if (rc == -ETIMEDOUT)
+            return rc;
+        /* We hold it now: record that spinning did not pay. */
+        unsigned max = est * 2 + 16 > mproc__lock_spin_max ? mproc__lock_spin_max : est * 2 + 16;
+        mproc__store_relaxed(&l->_spin, est + (max - est) / 8);
+    }
+    acquired(l, tid);
+    mproc__bump(&l->_contended, 1);
+    mproc__bump(&l->_wait_ns, (uint64_t)(mproc__now() - t0));
+    return rc;
+}
+
 int mproc__lock_acquire(mproc_lock *l, int64_t deadline)
 {
     uint32_t tid = (uint32_t)mproc__tid();
@@ -229,21 +249,18 @@ int mproc__lock_acquire(mproc_lock *l, int64_t deadline)
     }
     if (deadline != MPROC__FOREVER && mproc__now() >= deadline)
         return -ETIMEDOUT;
+    return acquire_contended(l, tid, 0, deadline);
+}
 
-    int64_t t0 = mproc__now();
-    unsigned est = mproc__load_relaxed(&l->_spin);
-    if (!spin_acquire(l, tid, &rc)) {
-        rc = sleep_acquire(l, tid, deadline);
-        if (rc == -ETIMEDOUT)
-            return rc;
-        /* We hold it now: record that spinning did not pay. */
-        unsigned max = est * 2 + 16 > mproc__lock_spin_max ? mproc__lock_spin_max : est * 2 + 16;
-        mproc__store_relaxed(&l->_spin, est + (max - est) / 8);
-    }
-    acquired(l, tid);
-    mproc__bump(&l->_contended, 1);
-    mproc__bump(&l->_wait_ns, (uint64_t)(mproc__now() - t0));
-    return rc;
+int mproc__lock_acquire_requeued(mproc_lock *l)
+{
+    return acquire_contended(l, (uint32_t)mproc__tid(), LOCK_WAITERS, MPROC__FOREVER);
+}
+
+uint32_t *mproc__lock_prepare_requeue(mproc_lock *l)
+{
+    mproc__fetch_or(&l->_word, LOCK_WAITERS, __ATOMIC_RELAXED);
+    return &l->_word;
 }
 
 int mproc__lock_try(mproc_lock *l)

@@ -21,12 +21,19 @@ bool mproc__lock_owned(const mproc_lock *l);
 /* Acquire by absolute deadline (os/sys.h); results as mproc_lock_acquire. */
 int mproc__lock_acquire(mproc_lock *l, int64_t deadline);
 int mproc__lock_try(mproc_lock *l);
+/* Re-acquire after a condition wait, as a thread that may have been
+ * requeued onto the lock's futex: always leaves WAITERS set, so the
+ * release wakes the next requeued sleeper. No timeout. */
+int mproc__lock_acquire_requeued(mproc_lock *l);
+/* The holder prepares to requeue condition waiters onto its lock: sets
+ * WAITERS (so its release wakes one of them) and returns the futex word. */
+uint32_t *mproc__lock_prepare_requeue(mproc_lock *l);
 int mproc__lock_release(mproc_lock *l);
 
 /* rlock: acquire by deadline; drop all levels and restore them (for
  * condition waits; the caller holds the rlock). */
 int mproc__rlock_acquire(mproc_rlock *r, int64_t deadline);
 uint32_t mproc__rlock_save(mproc_rlock *r);
-int mproc__rlock_restore(mproc_rlock *r, uint32_t count);
+int mproc__rlock_restore(mproc_rlock *r, uint32_t count); /* requeue-aware */
 
 #endif /* MPROC_SYNC_LOCK_INTERNAL_H */

@@ -128,7 +128,7 @@ uint32_t mproc__rlock_save(mproc_rlock *r)
 
 int mproc__rlock_restore(mproc_rlock *r, uint32_t count)
 {
-    int rc = mproc__lock_acquire(&r->_lock, MPROC__FOREVER);
+    int rc = mproc__lock_acquire_requeued(&r->_lock);
     r->_count = count;
     return rc;
 }
