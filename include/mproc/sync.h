@@ -356,7 +356,8 @@ MPROC_API int mproc_event_is_set(const mproc_event *e);
 
 /*
  * mproc_event_wait - wait until the flag is set. Returns 0 at once if it
- * is already set, 0 when it gets set, -ETIMEDOUT (never before the
+ * is already set, 0 when it gets set (also if it is cleared again before
+ * the waiter gets to run, as in Python), -ETIMEDOUT (never before the
  * deadline), -EINVAL. Blocks.
  */
 MPROC_API int mproc_event_wait(mproc_event *e, int64_t timeout_ms);

@@ -1,11 +1,15 @@
 /*
  * sync/event.c -- mproc_event: a flag threads and processes wait on.
  *
- * The futex word holds SET (bit 0) and WAITERS (bit 1). A waiter that
- * finds the flag clear sets WAITERS and sleeps on the exact value it
- * installed; set() swaps in SET alone and wakes everyone if WAITERS was
- * there. clear() drops SET only, keeping WAITERS for sleepers (at worst
- * one spare wake-up later).
+ * The futex word holds SET (bit 0), WAITERS (bit 1) and, above them, a
+ * generation that every clear-to-set transition bumps. A waiter that
+ * finds the flag clear notes the generation, sets WAITERS and sleeps on
+ * the exact value it installed; set() installs SET with the next
+ * generation and wakes everyone if WAITERS was there. A waiter returns
+ * when it sees SET *or* a newer generation, so a set() immediately
+ * followed by clear() still releases everyone who was waiting, as
+ * Python's Event does. clear() drops SET only, keeping WAITERS for
+ * sleepers (at worst one spare wake-up later).
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,6 +20,8 @@
 
 #define EV_SET     1u
 #define EV_WAITERS 2u
+#define EV_GEN     4u /* one generation */
+#define EV_GEN_MASK (~3u)
 #define EV_MAGIC      0x45760000u
 #define EV_MAGIC_MASK 0xffffff00u
 
@@ -50,8 +56,15 @@ int mproc_event_set(mproc_event *e)
 {
     if (!ev_valid(e))
         return -EINVAL;
-    /* Release: what the setter did before set() is visible to waiters. */
-    uint32_t old = mproc__xchg(&e->_word, EV_SET, __ATOMIC_RELEASE);
+    uint32_t old = mproc__load_relaxed(&e->_word);
+    uint32_t next;
+    do {
+        if (old & EV_SET)
+            return 0; /* already set: its waiters were released then */
+        next = ((old & EV_GEN_MASK) + EV_GEN) | EV_SET;
+        /* Release: what the setter did before set() is visible to the
+         * waiters it releases. */
+    } while (!mproc__cas(&e->_word, &old, next, __ATOMIC_RELEASE));
     if (old & EV_WAITERS)
         mproc__futex_wake(&e->_word, INT_MAX, ev_shared(e));
     return 0;
@@ -72,6 +85,12 @@ int mproc_event_is_set(const mproc_event *e)
     return (mproc__load_acquire(&e->_word) & EV_SET) != 0;
 }
 
+/* Released: the flag is set, or was set since generation `gen`. */
+static bool released(uint32_t w, uint32_t gen)
+{
+    return (w & EV_SET) || (w & EV_GEN_MASK) != gen;
+}
+
 int mproc_event_wait(mproc_event *e, int64_t timeout_ms)
 {
     if (!ev_valid(e))
@@ -81,16 +100,21 @@ int mproc_event_wait(mproc_event *e, int64_t timeout_ms)
     if (rc != 0)
         return rc;
     bool shared = ev_shared(e);
+    uint32_t w = mproc__load_acquire(&e->_word);
+    uint32_t gen = w & EV_GEN_MASK;
     for (;;) {
-        uint32_t w = mproc__load_acquire(&e->_word);
-        if (w & EV_SET)
+        if (released(w, gen))
             return 0;
         if (mproc__expired(deadline))
             return -ETIMEDOUT;
         if (!(w & EV_WAITERS) &&
-            !mproc__cas(&e->_word, &w, w | EV_WAITERS, __ATOMIC_RELAXED))
+            !__atomic_compare_exchange_n(&e->_word, &w, w | EV_WAITERS, false,
+                                         __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
             continue;
-        if (mproc__futex_wait(&e->_word, w | EV_WAITERS, deadline, shared) == -ETIMEDOUT)
-            return (mproc__load_acquire(&e->_word) & EV_SET) ? 0 : -ETIMEDOUT;
+        w |= EV_WAITERS;
+        int r = mproc__futex_wait(&e->_word, w, deadline, shared);
+        w = mproc__load_acquire(&e->_word);
+        if (r == -ETIMEDOUT)
+            return released(w, gen) ? 0 : -ETIMEDOUT;
     }
 }
