@@ -75,7 +75,8 @@ MPROC_API int mproc_thread_start(mproc_thread *t);
  * Joining a thread that has already ended returns at once, any number of
  * times, from any number of threads.
  * Errors: -ETIMEDOUT (still running), -EDEADLK (a thread joining itself),
- * -EINVAL (NULL, never started, timeout < -1).
+ * -EINVAL (NULL, never started, timeout < -1, or a thread mproc did not
+ * start: MainThread or a Dummy-N thread, whose end mproc cannot see).
  */
 MPROC_API int mproc_thread_join(mproc_thread *t, int64_t timeout_ms,
                                 int *result);
