@@ -110,7 +110,10 @@ MPROC_API int mproc_lock_acquire(mproc_lock *l, int64_t timeout_ms);
 /*
  * mproc_lock_try - take the lock only if it is free. Never blocks.
  * Returns 0, -EOWNERDEAD (see mproc_lock_acquire), -EBUSY when held,
- * -EDEADLK when held by the caller, -EINVAL.
+ * -EDEADLK when held by the caller, -EINVAL. On a MPROC_SHARED lock, a
+ * thread that keeps trying while the same holder keeps it checks every
+ * few milliseconds whether that holder died, and takes the lock over
+ * (-EOWNERDEAD) if so.
  */
 MPROC_API int mproc_lock_try(mproc_lock *l);
 

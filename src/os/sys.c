@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,39 +145,82 @@ int mproc__deadline(int64_t timeout_ms, int64_t *deadline)
 
 /* ---- thread identity -------------------------------------------------- */
 
-/* Cached per thread. A child of fork inherits the forking thread's
- * values, which are wrong there: the atfork handler clears them. */
+/*
+ * The kernel tid and start time are cached per thread. A child of fork
+ * inherits the forking thread's cache, which is wrong there, and not
+ * every fork runs pthread_atfork handlers (_Fork(), a raw clone), so the
+ * cache is tied to a process *epoch* kept in a page marked
+ * MADV_WIPEONFORK: the kernel zeroes that page in the child of any fork.
+ * A thread's cache is valid while its epoch equals the page's. The first
+ * thread of a new process to see 0 installs the next epoch with a CAS
+ * (every thread computes the same value from `last_epoch`, ordinary
+ * memory that the child inherits), so every older cache is invalid in
+ * the child, the forking thread's included. Without MADV_WIPEONFORK
+ * (Linux < 4.14) an atfork handler zeroes the word instead.
+ */
+static uint32_t *epoch_word;
+static uint32_t epoch_fallback;
+static uint32_t last_epoch;
+static pthread_once_t epoch_once = PTHREAD_ONCE_INIT;
+
 static _Thread_local pid_t cached_tid;
+static _Thread_local uint32_t cached_epoch;
 static _Thread_local uint64_t cached_start;
 static _Thread_local bool cached_start_valid;
 
-static void reset_identity_in_child(void)
+static void zero_epoch_in_child(void)
 {
-    cached_tid = 0;
-    cached_start_valid = false;
+    mproc__store_relaxed(epoch_word, 0);
 }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void install_atfork(void)
+static void epoch_init(void)
 {
-    /* Cannot fail except for ENOMEM at load time; without it a forked
-     * child would report its parent's tid, so treat failure as fatal. */
-    if (pthread_atfork(NULL, NULL, reset_identity_in_child) != 0) {
-        fputs("mproc: pthread_atfork failed\n", stderr);
+    void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) {
+        epoch_word = page;
+        return;
+    }
+    if (page != MAP_FAILED)
+        munmap(page, 4096);
+    epoch_word = &epoch_fallback;
+    if (pthread_atfork(NULL, NULL, zero_epoch_in_child) != 0) {
+        fputs("mproc: cannot track forks (pthread_atfork failed)\n", stderr);
         abort();
     }
 }
 
+static uint32_t current_epoch(void)
+{
+    uint32_t e = mproc__load_acquire(epoch_word);
+    if (e == 0) {
+        uint32_t want = mproc__load_relaxed(&last_epoch) + 1;
+        if (want == 0)
+            want = 1;
+        if (mproc__cas(epoch_word, &e, want, __ATOMIC_ACQ_REL))
+            e = want;
+        mproc__store_relaxed(&last_epoch, e);
+    }
+    return e;
+}
+
+static pid_t refresh_identity(void)
+{
+    pthread_once(&epoch_once, epoch_init);
+    cached_epoch = current_epoch();
+    cached_tid = (pid_t)syscall(SYS_gettid);
+    cached_start_valid = false;
+    return cached_tid;
+}
+
 pid_t mproc__tid(void)
 {
-    pid_t t = cached_tid;
-    if (__builtin_expect(t == 0, 0)) {
-        pthread_once(&atfork_once, install_atfork);
-        t = (pid_t)syscall(SYS_gettid);
-        cached_tid = t;
-    }
-    return t;
+    /* epoch_word is set before any thread's cached_tid is (pthread_once
+     * orders it), so it is only read when cached_tid != 0. */
+    if (__builtin_expect(cached_tid != 0, 1) &&
+        __builtin_expect(cached_epoch == mproc__load_relaxed(epoch_word), 1))
+        return cached_tid;
+    return refresh_identity();
 }
 
 /* Parse state (field 3) and starttime (field 22) of a /proc stat line.
@@ -226,10 +270,10 @@ static int read_task_stat(const char *path, char *state, uint64_t *start)
 
 uint64_t mproc__thread_start(void)
 {
+    (void)mproc__tid(); /* drops a cache inherited through fork */
     if (!cached_start_valid) {
         char state;
         uint64_t start = 0;
-        (void)mproc__tid(); /* installs the atfork reset */
         if (read_task_stat("/proc/thread-self/stat", &state, &start) != 0)
             start = 0;
         cached_start = start;

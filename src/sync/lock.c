@@ -263,6 +263,34 @@ uint32_t *mproc__lock_prepare_requeue(mproc_lock *l)
     return &l->_word;
 }
 
+/*
+ * A try never sleeps, but a loop of tries must not spin forever on a
+ * dead holder's lock either. Asking /proc costs microseconds, so each
+ * thread remembers the last busy (lock, word) it saw and asks only when
+ * the same word has stayed busy for CHECK_FIRST_NS. A failed try costs
+ * one clock read in addition to the CAS.
+ */
+static _Thread_local struct {
+    const mproc_lock *lock;
+    uint32_t word;
+    int64_t check_at;
+} try_seen;
+
+static bool try_should_check(const mproc_lock *l, uint32_t w)
+{
+    int64_t now = mproc__now();
+    if (try_seen.lock != l || try_seen.word != w) {
+        try_seen.lock = l;
+        try_seen.word = w;
+        try_seen.check_at = now + CHECK_FIRST_NS;
+        return false;
+    }
+    if (now < try_seen.check_at)
+        return false;
+    try_seen.check_at = now + CHECK_FIRST_NS;
+    return true;
+}
+
 int mproc__lock_try(mproc_lock *l)
 {
     uint32_t tid = (uint32_t)mproc__tid();
@@ -278,10 +306,7 @@ int mproc__lock_try(mproc_lock *l)
         acquired(l, tid);
         return rc;
     }
-    if ((w & LOCK_TID_MASK) != 0 && lock_shared(l)) {
-        /* A try never sleeps, but it should not report a dead holder's
-         * lock as busy forever either: check it, cheaply enough for a
-         * call that already failed. */
+    if ((w & LOCK_TID_MASK) != 0 && lock_shared(l) && try_should_check(l, w)) {
         w = mproc__load_acquire(&l->_word);
         if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid)) {
             acquired(l, tid);
