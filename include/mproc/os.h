@@ -93,6 +93,11 @@ MPROC_API int mproc_sleep_ms(int64_t ms);
  * at the same address by all of them. Processes forked before the first
  * call get an arena of their own.
  *
+ * Meant for small objects: primitives, counters, small structs. Freed
+ * memory is reused for blocks of the same size or, split, smaller ones;
+ * free blocks are not merged back into larger ones, so large buffers
+ * belong in a shared mapping of their own.
+ *
  * Returns NULL with errno set: EINVAL for size 0, ENOMEM when the arena
  * (MPROC_SHARED_ARENA_SIZE bytes of address space) is exhausted or cannot
  * be created. Thread-safe and process-safe (lock-free); a process killed

@@ -26,7 +26,7 @@
 #define ARENA_MAGIC 0x6d70726f63617265ull /* "mprocare" */
 #define BLOCK_LIVE 0x4c495645u          /* "LIVE" */
 #define BLOCK_FREE 0x46524545u          /* "FREE" */
-#define NCLASS 26                       /* 32 B << 0 .. 32 B << 25 (1 GiB) */
+#define NCLASS 50                       /* 32 B .. 768 MiB, steps of 4/3 and 3/2 */
 #define HDR 16u                         /* block header, keeps 16-byte alignment */
 #define UNIT 16u                        /* offsets are stored in 16-byte units */
 
@@ -43,15 +43,19 @@ struct block {
     uint64_t next;  /* free list link, in UNITs */
 };
 
+/* Block sizes, header included: 32, 48, 64, 96, 128, 192, ... Two
+ * classes per power of two keep the waste under a third (a 64-byte lock
+ * plus its header fits a 96-byte block) while staying multiples of 16. */
 static size_t class_total(unsigned cls)
 {
-    return (size_t)32 << cls;
+    return (size_t)(cls % 2 == 0 ? 32 : 48) << (cls / 2);
 }
 
-static int class_of(size_t size, unsigned *cls)
+/* Smallest class whose blocks hold `need` bytes. */
+static int class_of(size_t need, unsigned *cls)
 {
     for (unsigned c = 0; c < NCLASS; c++)
-        if (class_total(c) - HDR >= size) {
+        if (class_total(c) >= need) {
             *cls = c;
             return 0;
         }
@@ -168,6 +172,37 @@ static struct block *carve(mproc__arena *a, unsigned cls)
     return mproc__arena_ptr(a, off);
 }
 
+/* Give [off, off + len) back as free blocks of the largest classes that
+ * fit, greedily (a remainder under 32 bytes is lost). */
+static void give_back(mproc__arena *a, uint64_t off, uint64_t len)
+{
+    for (int c = NCLASS - 1; c >= 0 && len >= class_total(0); c--) {
+        while (len >= class_total((unsigned)c)) {
+            struct block *b = mproc__arena_ptr(a, off);
+            b->cls = (uint32_t)c;
+            mproc__store_relaxed(&b->magic, BLOCK_FREE);
+            push(a, (unsigned)c, b);
+            off += class_total((unsigned)c);
+            len -= class_total((unsigned)c);
+        }
+    }
+}
+
+/* No block of class cls and no fresh space: cut one out of the smallest
+ * larger free block, and return the rest of it to the free lists. */
+static struct block *split_larger(mproc__arena *a, unsigned cls)
+{
+    for (unsigned c = cls + 1; c < NCLASS; c++) {
+        struct block *b = pop(a, c);
+        if (b) {
+            uint64_t off = mproc__arena_off(a, b);
+            give_back(a, off + class_total(cls), class_total(c) - class_total(cls));
+            return b;
+        }
+    }
+    return NULL;
+}
+
 void *mproc__arena_alloc(mproc__arena *a, size_t size)
 {
     unsigned cls;
@@ -175,7 +210,7 @@ void *mproc__arena_alloc(mproc__arena *a, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    if (class_of(size, &cls) != 0) {
+    if (size > SIZE_MAX - HDR || class_of(size + HDR, &cls) != 0) {
         errno = ENOMEM;
         return NULL;
     }
@@ -183,6 +218,10 @@ void *mproc__arena_alloc(mproc__arena *a, size_t size)
     bool reused = b != NULL;
     if (!b)
         b = carve(a, cls);
+    if (!b) {
+        b = split_larger(a, cls);
+        reused = b != NULL;
+    }
     if (!b) {
         errno = ENOMEM;
         return NULL;

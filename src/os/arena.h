@@ -5,10 +5,14 @@
  * An arena is one memfd-backed MAP_SHARED mapping. Its control block sits
  * at offset 0 and holds only offsets, never pointers, so a process that
  * maps the same memfd at another address (a spawned child) can use it
- * too. Blocks come in power-of-two size classes (32 B .. , 16-byte header
- * included); each class keeps a Treiber stack of free blocks whose head
- * carries a 32-bit tag against ABA. Nothing ever takes a lock, so a
- * process killed mid-call can at worst leak the block it was handling.
+ * too. Blocks come in size classes two per power of two (32, 48, 64, 96,
+ * ... bytes, 16-byte header included); each class keeps a Treiber stack
+ * of free blocks whose head carries a 32-bit tag against ABA. A request
+ * is served from its class's free list, else from the never-used tail,
+ * else by splitting the smallest larger free block. Free blocks are not
+ * merged: memory freed as many small blocks does not come back as one
+ * large block. Nothing ever takes a lock, so a process killed mid-call
+ * can at worst leak the block(s) it was handling.
  */
 #ifndef MPROC_OS_ARENA_H
 #define MPROC_OS_ARENA_H
