@@ -4,6 +4,7 @@
  */
 #include "runner.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -95,6 +96,32 @@ int test_wait(pid_t pid, int64_t timeout_ms)
         if (test_now_ms() >= end)
             return -1;
         usleep((useconds_t)delay_us);
+    }
+}
+
+void test_wait_sleeping(pid_t tid, int64_t timeout_ms)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+    int64_t end = test_now_ms() + timeout_ms;
+    for (int seen = 0;;) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            test_fail(__FILE__, __LINE__, "cannot open %s: %s", path, strerror(errno));
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            test_fail(__FILE__, __LINE__, "cannot read %s", path);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');
+        if (!p || p[1] != ' ')
+            test_fail(__FILE__, __LINE__, "unexpected %s", path);
+        seen = p[2] == 'S' ? seen + 1 : 0;
+        if (seen == 2)
+            return;
+        if (test_now_ms() >= end)
+            test_fail(__FILE__, __LINE__, "task %d never went to sleep", (int)tid);
+        usleep(2000);
     }
 }
 

@@ -94,6 +94,11 @@ pid_t test_fork(int (*fn)(void *arg), void *arg);
  * timeout (the child is left running). Fails the test on other errors. */
 int test_wait(pid_t pid, int64_t timeout_ms);
 
+/* Wait (up to timeout_ms, failing the test after) until task `tid` (a
+ * thread id or a process id) is asleep: state S in /proc on two
+ * successive looks. Use it before acting on "the waiter is blocked". */
+void test_wait_sleeping(pid_t tid, int64_t timeout_ms);
+
 /* Monotonic milliseconds, for generous deadlines in polling loops. */
 int64_t test_now_ms(void);
 

@@ -237,8 +237,9 @@ MPROC_API int mproc_condition_init(mproc_condition *c, mproc_lock *lock,
 MPROC_API int mproc_condition_init_rlock(mproc_condition *c, mproc_rlock *lock,
                                          unsigned flags);
 
-/* mproc_condition_destroy - tear down; -EBUSY while threads wait in it,
- * -EINVAL. Does not destroy a lock given at init. */
+/* mproc_condition_destroy - tear down; -EBUSY while threads sleep in it
+ * (waiters that were killed do not count), -EINVAL. Does not destroy a
+ * lock given at init. */
 MPROC_API int mproc_condition_destroy(mproc_condition *c);
 
 /* mproc_condition_acquire - acquire the bound lock (Python's
@@ -304,7 +305,8 @@ typedef struct mproc_semaphore {
 MPROC_API int mproc_semaphore_init(mproc_semaphore *s, unsigned value,
                                    unsigned flags);
 
-/* mproc_semaphore_destroy - -EBUSY while threads wait on it, -EINVAL. */
+/* mproc_semaphore_destroy - -EBUSY while threads sleep on it (waiters
+ * that were killed do not count), -EINVAL. */
 MPROC_API int mproc_semaphore_destroy(mproc_semaphore *s);
 
 /*

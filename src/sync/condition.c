@@ -105,7 +105,11 @@ int mproc_condition_destroy(mproc_condition *c)
 {
     if (!cond_valid(c))
         return -EINVAL;
-    if (mproc__load_relaxed(&c->_waiters) != 0)
+    /* As for semaphores: a waiter killed inside wait leaves its count
+     * behind, so refuse only if waking the futex finds a sleeper (a live
+     * one treats it as a spurious wake-up). */
+    if (mproc__load_relaxed(&c->_waiters) != 0 &&
+        mproc__futex_wake(&c->_seq, INT_MAX, cond_shared(c)) > 0)
         return -EBUSY;
     if (bound(c) == (void *)&c->_own) {
         int rc = mproc_rlock_destroy(&c->_own);

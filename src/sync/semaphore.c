@@ -45,7 +45,11 @@ int mproc_semaphore_destroy(mproc_semaphore *s)
 {
     if (!sem_valid(s))
         return -EINVAL;
-    if (mproc__load_relaxed(&s->_waiters) != 0)
+    /* A waiter killed inside acquire leaves its count behind, so a count
+     * alone does not prove anyone waits: wake the futex and refuse only
+     * if a sleeper was there (it re-checks and sleeps again). */
+    if (mproc__load_relaxed(&s->_waiters) != 0 &&
+        mproc__futex_wake(&s->_value, INT_MAX, sem_shared(s)) > 0)
         return -EBUSY;
     mproc__store_release(&s->_magic, 0);
     return 0;
