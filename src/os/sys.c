@@ -158,19 +158,19 @@ int mproc__deadline(int64_t timeout_ms, int64_t *deadline)
  * the child, the forking thread's included. Without MADV_WIPEONFORK
  * (Linux < 4.14) an atfork handler zeroes the word instead.
  */
-static uint32_t *epoch_word;
+uint32_t *mproc__epoch_word;
 static uint32_t epoch_fallback;
 static uint32_t last_epoch;
 static pthread_once_t epoch_once = PTHREAD_ONCE_INIT;
 
-static _Thread_local pid_t cached_tid;
-static _Thread_local uint32_t cached_epoch;
+_Thread_local pid_t mproc__cached_tid MPROC__TLS_IE;
+_Thread_local uint32_t mproc__cached_epoch MPROC__TLS_IE;
 static _Thread_local uint64_t cached_start;
 static _Thread_local bool cached_start_valid;
 
 static void zero_epoch_in_child(void)
 {
-    mproc__store_relaxed(epoch_word, 0);
+    mproc__store_relaxed(mproc__epoch_word, 0);
 }
 
 static void epoch_init(void)
@@ -178,12 +178,12 @@ static void epoch_init(void)
     void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) {
-        epoch_word = page;
+        mproc__epoch_word = page;
         return;
     }
     if (page != MAP_FAILED)
         munmap(page, 4096);
-    epoch_word = &epoch_fallback;
+    mproc__epoch_word = &epoch_fallback;
     if (pthread_atfork(NULL, NULL, zero_epoch_in_child) != 0) {
         fputs("mproc: cannot track forks (pthread_atfork failed)\n", stderr);
         abort();
@@ -192,35 +192,25 @@ static void epoch_init(void)
 
 static uint32_t current_epoch(void)
 {
-    uint32_t e = mproc__load_acquire(epoch_word);
+    uint32_t e = mproc__load_acquire(mproc__epoch_word);
     if (e == 0) {
         uint32_t want = mproc__load_relaxed(&last_epoch) + 1;
         if (want == 0)
             want = 1;
-        if (mproc__cas(epoch_word, &e, want, __ATOMIC_ACQ_REL))
+        if (mproc__cas(mproc__epoch_word, &e, want, __ATOMIC_ACQ_REL))
             e = want;
         mproc__store_relaxed(&last_epoch, e);
     }
     return e;
 }
 
-static pid_t refresh_identity(void)
+pid_t mproc__tid_refresh(void)
 {
     pthread_once(&epoch_once, epoch_init);
-    cached_epoch = current_epoch();
-    cached_tid = (pid_t)syscall(SYS_gettid);
+    mproc__cached_epoch = current_epoch();
+    mproc__cached_tid = (pid_t)syscall(SYS_gettid);
     cached_start_valid = false;
-    return cached_tid;
-}
-
-pid_t mproc__tid(void)
-{
-    /* epoch_word is set before any thread's cached_tid is (pthread_once
-     * orders it), so it is only read when cached_tid != 0. */
-    if (__builtin_expect(cached_tid != 0, 1) &&
-        __builtin_expect(cached_epoch == mproc__load_relaxed(epoch_word), 1))
-        return cached_tid;
-    return refresh_identity();
+    return mproc__cached_tid;
 }
 
 /* Parse state (field 3) and starttime (field 22) of a /proc stat line.

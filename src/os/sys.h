@@ -87,9 +87,27 @@ static inline bool mproc__expired(int64_t deadline)
     return deadline != MPROC__FOREVER && mproc__now() >= deadline;
 }
 
-/* The calling thread's kernel id, cached per thread (and refreshed in a
- * child after fork). */
-pid_t mproc__tid(void);
+/* Per-thread identity cache (sys.c explains the fork epoch). Initial-exec
+ * TLS: reading it is one %fs-relative load, also inside libmproc.so. */
+#define MPROC__TLS_IE __attribute__((tls_model("initial-exec")))
+extern _Thread_local pid_t mproc__cached_tid MPROC__TLS_IE;
+extern _Thread_local uint32_t mproc__cached_epoch MPROC__TLS_IE;
+extern uint32_t *mproc__epoch_word;
+pid_t mproc__tid_refresh(void);
+
+/* The calling thread's kernel id, cached per thread and refreshed in the
+ * child of any fork. */
+static inline pid_t mproc__tid(void)
+{
+    /* mproc__epoch_word is set before any thread's cached tid is
+     * (pthread_once orders it), so it is read only when the tid is set. */
+    pid_t t = mproc__cached_tid;
+    if (__builtin_expect(t != 0, 1) &&
+        __builtin_expect(mproc__cached_epoch ==
+                             __atomic_load_n(mproc__epoch_word, __ATOMIC_RELAXED), 1))
+        return t;
+    return mproc__tid_refresh();
+}
 
 /* The calling thread's start time (field 22 of /proc/thread-self/stat,
  * in clock ticks since boot), cached per thread; 0 if /proc is

@@ -123,10 +123,10 @@ static bool holder_dead(const mproc_lock *l, uint32_t w)
     return mproc__task_dead((pid_t)(uint32_t)id, (uint32_t)(id >> 32));
 }
 
-/* Bookkeeping once the lock is ours. */
-static void acquired(mproc_lock *l, uint32_t tid)
+/* Bookkeeping once the lock is ours; `magic` as the caller loaded it. */
+static inline void acquired(mproc_lock *l, uint32_t tid, uint32_t magic)
 {
-    if (lock_shared(l))
+    if (magic & MPROC_SHARED)
         mproc__store_relaxed(&l->_owner_id, my_owner_id(tid));
     mproc__bump(&l->_acquisitions, 1);
 }
@@ -153,14 +153,21 @@ static int take_over(mproc_lock *l, uint32_t *w, uint32_t tid)
     return 1;
 }
 
-/* Spin phase: up to a bounded, adaptive number of rounds. Returns 1 with
- * *rc set if the lock was taken; `extra` as for take_free. */
+static unsigned spin_limit(unsigned est)
+{
+    unsigned max = est * 2 + 16;
+    unsigned cap = mproc__load_relaxed(&mproc__lock_spin_max);
+    return max < cap ? max : cap;
+}
+
+/* Spin phase: up to a bounded, adaptive number of rounds, reading the
+ * word and trying a CAS only when it shows no holder. No clock reads:
+ * they cost more than the critical sections spinning is for. Returns 1
+ * with *rc set if the lock was taken. */
 static int spin_acquire(mproc_lock *l, uint32_t tid, uint32_t extra, int *rc)
 {
     unsigned est = mproc__load_relaxed(&l->_spin);
-    unsigned max = est * 2 + 16;
-    if (max > mproc__lock_spin_max)
-        max = mproc__lock_spin_max;
+    unsigned max = spin_limit(est);
     for (unsigned i = 0; i < max; i++) {
         mproc__cpu_relax();
         uint32_t w = mproc__load_relaxed(&l->_word);
@@ -173,17 +180,22 @@ static int spin_acquire(mproc_lock *l, uint32_t tid, uint32_t extra, int *rc)
     return 0;
 }
 
-/* Sleep phase. Returns 0 / -EOWNERDEAD (holding) or -ETIMEDOUT. */
-static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline)
+/* Sleep phase. Returns 0 / -EOWNERDEAD (holding) or -ETIMEDOUT, and adds
+ * the time spent from the first sleep to the last wake-up to *waited
+ * (clock reads happen only around sleeps, never while holding). */
+static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline, int64_t *waited)
 {
     bool shared = lock_shared(l);
     int64_t check_every = CHECK_FIRST_NS;
+    int64_t first = 0, last = 0;
     int rc;
     for (;;) {
         uint32_t w = mproc__load_acquire(&l->_word);
         if ((w & LOCK_TID_MASK) == 0) {
-            if (take_free(l, &w, tid, LOCK_WAITERS, &rc))
+            if (take_free(l, &w, tid, LOCK_WAITERS, &rc)) {
+                *waited += last - first;
                 return rc;
+            }
             continue;
         }
         if (!(w & LOCK_WAITERS)) {
@@ -192,20 +204,23 @@ static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline)
                 continue;
             w = ww;
         }
+        int64_t now = mproc__now();
+        if (first == 0)
+            first = now;
         int64_t until = deadline;
-        if (shared) {
-            int64_t check = mproc__now() + check_every;
-            if (check < until)
-                until = check;
-        }
+        if (shared && now + check_every < until)
+            until = now + check_every;
         int r = mproc__futex_wait(&l->_word, w, until, shared);
+        last = mproc__now();
         if (r == -ETIMEDOUT) {
             if (until == deadline)
                 return -ETIMEDOUT;
             /* Time to check on the holder (shared locks only). */
             w = mproc__load_acquire(&l->_word);
-            if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid))
+            if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid)) {
+                *waited += last - first;
                 return -EOWNERDEAD;
+            }
             if (check_every < CHECK_MAX_NS)
                 check_every *= 2;
         }
@@ -216,40 +231,48 @@ static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline)
 static int acquire_contended(mproc_lock *l, uint32_t tid, uint32_t extra, int64_t deadline)
 {
     int rc;
-    int64_t t0 = mproc__now();
+    int64_t waited = 0;
     unsigned est = mproc__load_relaxed(&l->_spin);
     if (!spin_acquire(l, tid, extra, &rc)) {
-        rc = sleep_acquire(l, tid, deadline);
+        rc = sleep_acquire(l, tid, deadline, &waited);
         if (rc == -ETIMEDOUT)
             return rc;
         /* We hold it now: record that spinning did not pay. */
-        unsigned max = est * 2 + 16 > mproc__lock_spin_max ? mproc__lock_spin_max : est * 2 + 16;
+        unsigned max = spin_limit(est);
         mproc__store_relaxed(&l->_spin, est + (max - est) / 8);
     }
-    acquired(l, tid);
+    acquired(l, tid, mproc__load_relaxed(&l->_magic));
     mproc__bump(&l->_contended, 1);
-    mproc__bump(&l->_wait_ns, (uint64_t)(mproc__now() - t0));
+    if (waited > 0)
+        mproc__bump(&l->_wait_ns, (uint64_t)waited);
     return rc;
+}
+
+/* Everything after a failed fast-path CAS that saw word w. */
+static __attribute__((noinline)) int acquire_slow(mproc_lock *l, uint32_t tid, uint32_t w,
+                                                  int64_t deadline)
+{
+    if ((w & LOCK_TID_MASK) == tid)
+        return -EDEADLK;
+    int rc;
+    if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, &rc)) {
+        acquired(l, tid, mproc__load_relaxed(&l->_magic)); /* free but OWNER_DIED */
+        return rc;
+    }
+    if (deadline != MPROC__FOREVER && mproc__now() >= deadline)
+        return -ETIMEDOUT;
+    return acquire_contended(l, tid, 0, deadline);
 }
 
 int mproc__lock_acquire(mproc_lock *l, int64_t deadline)
 {
     uint32_t tid = (uint32_t)mproc__tid();
     uint32_t w = 0;
-    if (mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE)) {
-        acquired(l, tid);
+    if (__builtin_expect(mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE), 1)) {
+        acquired(l, tid, mproc__load_relaxed(&l->_magic));
         return 0;
     }
-    if ((w & LOCK_TID_MASK) == tid)
-        return -EDEADLK;
-    int rc;
-    if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, &rc)) {
-        acquired(l, tid); /* free but marked OWNER_DIED */
-        return rc;
-    }
-    if (deadline != MPROC__FOREVER && mproc__now() >= deadline)
-        return -ETIMEDOUT;
-    return acquire_contended(l, tid, 0, deadline);
+    return acquire_slow(l, tid, w, deadline);
 }
 
 int mproc__lock_acquire_requeued(mproc_lock *l)
@@ -296,33 +319,33 @@ int mproc__lock_try(mproc_lock *l)
     uint32_t tid = (uint32_t)mproc__tid();
     uint32_t w = 0;
     if (mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE)) {
-        acquired(l, tid);
+        acquired(l, tid, mproc__load_relaxed(&l->_magic));
         return 0;
     }
     if ((w & LOCK_TID_MASK) == tid)
         return -EDEADLK;
     int rc;
     if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, &rc)) {
-        acquired(l, tid);
+        acquired(l, tid, mproc__load_relaxed(&l->_magic));
         return rc;
     }
     if ((w & LOCK_TID_MASK) != 0 && lock_shared(l) && try_should_check(l, w)) {
         w = mproc__load_acquire(&l->_word);
         if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid)) {
-            acquired(l, tid);
+            acquired(l, tid, mproc__load_relaxed(&l->_magic));
             return -EOWNERDEAD;
         }
     }
     return -EBUSY;
 }
 
-int mproc__lock_release(mproc_lock *l)
+static inline int release(mproc_lock *l, uint32_t magic)
 {
     uint32_t tid = (uint32_t)mproc__tid();
     uint32_t w = mproc__load_relaxed(&l->_word);
     if ((w & LOCK_TID_MASK) != tid)
         return -EPERM;
-    bool shared = lock_shared(l);
+    bool shared = (magic & MPROC_SHARED) != 0;
     if (shared) /* ordered before the word by the release below */
         mproc__store_relaxed(&l->_owner_id, 0);
     /* OWNER_DIED is only changed by the holder: keep it. */
@@ -332,15 +355,27 @@ int mproc__lock_release(mproc_lock *l)
     return 0;
 }
 
+int mproc__lock_release(mproc_lock *l)
+{
+    return release(l, mproc__load_relaxed(&l->_magic));
+}
+
 int mproc_lock_acquire(mproc_lock *l, int64_t timeout_ms)
 {
-    if (!lock_valid(l))
+    if (!l)
         return -EINVAL;
+    uint32_t magic = mproc__load_relaxed(&l->_magic);
+    if ((magic & LOCK_MAGIC_MASK) != LOCK_MAGIC || timeout_ms < -1)
+        return -EINVAL;
+    uint32_t tid = (uint32_t)mproc__tid();
+    uint32_t w = 0;
+    if (__builtin_expect(mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE), 1)) {
+        acquired(l, tid, magic);
+        return 0;
+    }
     int64_t deadline;
-    int r = mproc__deadline(timeout_ms, &deadline);
-    if (r != 0)
-        return r;
-    return mproc__lock_acquire(l, deadline);
+    mproc__deadline(timeout_ms, &deadline); /* cannot fail: checked above */
+    return acquire_slow(l, tid, w, deadline);
 }
 
 int mproc_lock_try(mproc_lock *l)
@@ -352,9 +387,12 @@ int mproc_lock_try(mproc_lock *l)
 
 int mproc_lock_release(mproc_lock *l)
 {
-    if (!lock_valid(l))
+    if (!l)
         return -EINVAL;
-    return mproc__lock_release(l);
+    uint32_t magic = mproc__load_relaxed(&l->_magic);
+    if ((magic & LOCK_MAGIC_MASK) != LOCK_MAGIC)
+        return -EINVAL;
+    return release(l, magic);
 }
 
 int mproc_lock_locked(const mproc_lock *l)
