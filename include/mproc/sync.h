@@ -78,7 +78,7 @@ typedef struct mproc_lock {
 typedef struct mproc_lock_counters {
     uint64_t acquisitions; /* successful acquisitions */
     uint64_t contended;    /* of those, how many found the lock held */
-    uint64_t wait_ns;      /* total time spent waiting by contended ones */
+    uint64_t wait_ns;      /* total time contended ones spent asleep */
     uint64_t owner_deaths; /* times the lock was taken over from a dead holder */
 } mproc_lock_counters;
 
