@@ -165,8 +165,8 @@ static pthread_once_t epoch_once = PTHREAD_ONCE_INIT;
 
 _Thread_local pid_t mproc__cached_tid MPROC__TLS_IE;
 _Thread_local uint32_t mproc__cached_epoch MPROC__TLS_IE;
-static _Thread_local uint64_t cached_start;
-static _Thread_local bool cached_start_valid;
+static _Thread_local uint64_t cached_start MPROC__TLS_IE;
+static _Thread_local bool cached_start_valid MPROC__TLS_IE;
 
 static void zero_epoch_in_child(void)
 {
