@@ -15,6 +15,7 @@
 #include "mproc.h"
 #include "os/arena.h"
 #include "runner.h"
+#include "helpers.h"
 
 #define ARENA (1u << 20)
 
@@ -22,15 +23,6 @@
 static void stamp(void *p, size_t n, unsigned char v)
 {
     memset(p, v, n);
-}
-
-static int stamped(const void *p, size_t n, unsigned char v)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != v)
-            return 0;
-    return 1;
 }
 
 /* Allocate every block of `size` the arena will give; each is stamped
@@ -44,12 +36,12 @@ static int fill_and_check(mproc__arena *a, size_t size, void **blocks, int cap)
             CHECK_EQ(errno, ENOMEM);
             break;
         }
-        CHECK_MSG(stamped(p, size, 0), "block %d not zeroed", n);
+        CHECK_MSG(test_all_bytes(p, size, 0), "block %d not zeroed", n);
         stamp(p, size, (unsigned char)(n * 7 + 1));
         blocks[n++] = p;
     }
     for (int i = 0; i < n; i++)
-        CHECK_MSG(stamped(blocks[i], size, (unsigned char)(i * 7 + 1)),
+        CHECK_MSG(test_all_bytes(blocks[i], size, (unsigned char)(i * 7 + 1)),
                   "block %d of %zu bytes overlaps another", i, size);
     return n;
 }
@@ -138,7 +130,7 @@ static int hammer(void *arg)
         seed = seed * 1103515245u + 12345u;
         int slot = (int)((seed >> 8) % 64);
         if (mine[slot]) {
-            if (!stamped(mine[slot], 48, (unsigned char)slot))
+            if (!test_all_bytes(mine[slot], 48, (unsigned char)slot))
                 return 3; /* someone else wrote into our block */
             if (mproc__arena_free(shared, mine[slot]) != 0)
                 return 4;

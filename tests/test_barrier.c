@@ -11,64 +11,11 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/sync.h"
 #include "runner.h"
-
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-/* ------------------------------------------------------------------ */
-
-static void *map_shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(p != MAP_FAILED);
-    return p;
-}
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-#define WAIT_UNTIL(cond, ms)                                                \
-    do {                                                                    \
-        int64_t wu_end_ = test_now_ms() + (ms);                             \
-        while (!(cond)) {                                                   \
-            if (test_now_ms() > wu_end_)                                    \
-                test_fail(__FILE__, __LINE__, "timed out waiting for %s",   \
-                          #cond);                                           \
-            usleep(200);                                                    \
-        }                                                                   \
-    } while (0)
-
-static long scaled(long n)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    n /= 4;
-#endif
-    return test_scaled(n);
-}
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* cycles                                                              */
@@ -134,14 +81,14 @@ TEST_T(barrier_cycles_threads, 60)
             struct cyc *c = calloc(1, sizeof *c);
             CHECK(c != NULL);
             c->parties = parties[k];
-            c->rounds = scaled(MAXROUNDS / 2);
+            c->rounds = test_scaled_stress(MAXROUNDS / 2);
             CHECK_OK(mproc_barrier_init(&c->b, (unsigned)c->parties, flags));
             CHECK_EQ(mproc_barrier_parties(&c->b), c->parties);
             pthread_t t[MAXP];
             for (int i = 0; i < c->parties; i++)
-                t[i] = start_thread(cyc_thread, c);
+                t[i] = test_start_thread(cyc_thread, c);
             for (int i = 0; i < c->parties; i++)
-                join_thread(t[i]);
+                test_join_thread(t[i]);
             check_rounds(c);
             CHECK_EQ(mproc_barrier_n_waiting(&c->b), 0);
             CHECK_EQ(mproc_barrier_broken(&c->b), 0);
@@ -154,17 +101,17 @@ TEST_T(barrier_cycles_threads, 60)
 TEST_T(barrier_cycles_processes, 60)
 {
     for (int own_map = 0; own_map < 2; own_map++) {
-        struct cyc *c = own_map ? map_shared(sizeof *c) : mproc_shared_calloc(sizeof *c);
+        struct cyc *c = own_map ? test_map_shared(sizeof *c) : mproc_shared_calloc(sizeof *c);
         CHECK(c != NULL);
         c->parties = 4;
-        c->rounds = scaled(1000);
+        c->rounds = test_scaled_stress(1000);
         CHECK_OK(mproc_barrier_init(&c->b, (unsigned)c->parties, MPROC_SHARED));
         pid_t pid[MAXP];
         for (int i = 1; i < c->parties; i++)
             pid[i] = test_fork(cyc_proc, c);
         cyc_proc(c);
         for (int i = 1; i < c->parties; i++)
-            expect_child_ok(pid[i]);
+            test_expect_child_ok(pid[i]);
         check_rounds(c);
         CHECK_EQ(mproc_barrier_broken(&c->b), 0);
         CHECK_EQ(mproc_barrier_n_waiting(&c->b), 0);
@@ -222,7 +169,7 @@ TEST(barrier_arrival_order_and_snapshots)
                 memset(&p[i], 0, sizeof p[i]);
                 p[i].b = &b;
                 p[i].timeout_ms = 30000;
-                t[i] = start_thread(party_thread, &p[i]);
+                t[i] = test_start_thread(party_thread, &p[i]);
                 WAIT_UNTIL(mproc_barrier_n_waiting(&b) == i + 1, 10000);
             }
             CHECK_EQ(mproc_barrier_broken(&b), 0);
@@ -232,7 +179,7 @@ TEST(barrier_arrival_order_and_snapshots)
             /* Last to arrive gets parties-1; the others their arrival order. */
             CHECK_EQ(mproc_barrier_wait(&b, 30000), 3);
             for (int i = 0; i < 3; i++) {
-                join_thread(t[i]);
+                test_join_thread(t[i]);
                 CHECK_EQ(p[i].rc, i);
             }
             CHECK_EQ(mproc_barrier_n_waiting(&b), 0);
@@ -254,7 +201,7 @@ static void start_waiters(mproc_barrier *b, struct party *p, pthread_t *t, int k
         memset(&p[i], 0, sizeof p[i]);
         p[i].b = b;
         p[i].timeout_ms = timeout_ms;
-        t[i] = start_thread(party_thread, &p[i]);
+        t[i] = test_start_thread(party_thread, &p[i]);
         WAIT_UNTIL(mproc_barrier_n_waiting(b) == base + i + 1, 10000);
     }
 }
@@ -267,7 +214,7 @@ static void full_round(mproc_barrier *b, int parties)
     start_waiters(b, p, t, parties - 1, 30000);
     CHECK_EQ(mproc_barrier_wait(b, 30000), parties - 1);
     for (int i = 0; i < parties - 1; i++) {
-        join_thread(t[i]);
+        test_join_thread(t[i]);
         CHECK_EQ(p[i].rc, i);
     }
     CHECK_EQ(mproc_barrier_broken(b), 0);
@@ -283,7 +230,7 @@ TEST(barrier_abort)
         start_waiters(&b, p, t, 2, -1);
         CHECK_OK(mproc_barrier_abort(&b));
         for (int i = 0; i < 2; i++) {
-            join_thread(t[i]);
+            test_join_thread(t[i]);
             CHECK_RC(p[i].rc, -EPIPE);
         }
         CHECK_EQ(mproc_barrier_broken(&b), 1);
@@ -319,7 +266,7 @@ TEST(barrier_reset_while_waiting)
         CHECK_OK(mproc_barrier_init(&b, 3, flags));
         start_waiters(&b, p, t, 1, -1);
         CHECK_OK(mproc_barrier_reset(&b));
-        join_thread(t[0]);
+        test_join_thread(t[0]);
         CHECK_RC(p[0].rc, -EPIPE);
         CHECK_EQ(mproc_barrier_broken(&b), 0);
         CHECK_EQ(mproc_barrier_n_waiting(&b), 0);
@@ -328,7 +275,7 @@ TEST(barrier_reset_while_waiting)
         start_waiters(&b, p, t, 2, 30000);
         CHECK_OK(mproc_barrier_reset(&b));
         for (int i = 0; i < 2; i++) {
-            join_thread(t[i]);
+            test_join_thread(t[i]);
             CHECK_RC(p[i].rc, -EPIPE);
         }
         full_round(&b, 3);
@@ -351,7 +298,7 @@ TEST(barrier_timeout_breaks)
         int64_t t0 = mproc_now_ns();
         CHECK_RC(mproc_barrier_wait(&b, 150), -ETIMEDOUT);
         CHECK(mproc_now_ns() - t0 >= 150 * 1000000LL);
-        join_thread(t[0]);
+        test_join_thread(t[0]);
         CHECK_RC(p[0].rc, -EPIPE);
         CHECK(p[0].elapsed_ns < 20000 * 1000000LL);
         CHECK_EQ(mproc_barrier_broken(&b), 1);
@@ -367,7 +314,7 @@ TEST(barrier_timeout_breaks)
         /* The party that times out is a thread; the main one gets -EPIPE. */
         start_waiters(&b, p, t, 1, 100);
         int rc = mproc_barrier_wait(&b, 30000);
-        join_thread(t[0]);
+        test_join_thread(t[0]);
         /* Whether we arrive before or after it times out, the barrier
          * breaks under us: -EPIPE. */
         CHECK_RC(rc, -EPIPE);
@@ -391,7 +338,7 @@ TEST(barrier_abort_many_waiters)
     CHECK_RC(mproc_barrier_destroy(&b), -EBUSY);
     CHECK_OK(mproc_barrier_abort(&b));
     for (int i = 0; i < K; i++) {
-        join_thread(t[i]);
+        test_join_thread(t[i]);
         CHECK_RC(p[i].rc, -EPIPE);
     }
     CHECK_OK(mproc_barrier_reset(&b));
@@ -464,7 +411,7 @@ TEST(barrier_abort_between_processes)
     WAIT_UNTIL(mproc_barrier_n_waiting(b) == 3, 10000);
     CHECK_OK(mproc_barrier_abort(b));
     for (int i = 0; i < 3; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_EQ(mproc_barrier_broken(b), 1);
     CHECK_OK(mproc_barrier_reset(b));
     CHECK_EQ(mproc_barrier_broken(b), 0);
@@ -477,56 +424,11 @@ TEST(barrier_abort_between_processes)
 /* waits are not interrupted by signals                                */
 /* ------------------------------------------------------------------ */
 
-static atomic_int g_sigs;
-
-static void on_sigalrm(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&g_sigs, 1);
-}
-
-/* SIGALRM every millisecond, with a handler installed without
- * SA_RESTART, so every blocking system call of the thread that receives
- * it returns EINTR. Helper threads call block_sigalrm() first so the
- * signals land on the waiting (main) thread. */
-static void signal_storm(int on)
-{
-    if (on) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigalrm;
-        sigemptyset(&sa.sa_mask);
-        CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-    }
-    struct itimerval it = { { 0, on ? 1000 : 0 }, { 0, on ? 1000 : 0 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
-}
-
-static void block_sigalrm(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    CHECK_EQ(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
-}
-
-/* Time a call that must time out after `ms` despite the signals. */
-#define CHECK_TIMES_OUT(call, ms)                                          \
-    do {                                                                   \
-        int64_t ct_t0_ = mproc_now_ns();                                   \
-        int ct_rc_ = (call);                                               \
-        int64_t ct_dt_ = mproc_now_ns() - ct_t0_;                          \
-        CHECK_MSG(ct_rc_ == -ETIMEDOUT, "%s returned %d (%s) after %lld ns", #call, \
-                  ct_rc_, mproc_errname(ct_rc_), (long long)ct_dt_);       \
-        CHECK_MSG(ct_dt_ >= (int64_t)(ms) * 1000000, "%s timed out after %lld ns", \
-                  #call, (long long)ct_dt_);                               \
-    } while (0)
-
 static int g_sig_party_rc;
 
 static void *sig_party(void *arg)
 {
-    block_sigalrm();
+    test_block_sigalrm();
     mproc_sleep_ms(100);
     g_sig_party_rc = mproc_barrier_wait(arg, 20000);
     return NULL;
@@ -537,17 +439,18 @@ TEST(barrier_waits_not_interrupted_by_signals)
     for (unsigned flags = 0; flags <= MPROC_SHARED; flags += MPROC_SHARED) {
         mproc_barrier b;
         CHECK_OK(mproc_barrier_init(&b, 2, flags));
-        atomic_store(&g_sigs, 0);
-        signal_storm(1);
+        atomic_store(&test_sigalrm_count, 0);
+        test_sigalrm_every(1000);
         CHECK_TIMES_OUT(mproc_barrier_wait(&b, 150), 150);
         CHECK_OK(mproc_barrier_reset(&b));
-        pthread_t t = start_thread(sig_party, &b);
+        pthread_t t = test_start_thread(sig_party, &b);
         int rc = mproc_barrier_wait(&b, -1);
-        signal_storm(0);
-        join_thread(t);
+        test_sigalrm_every(0);
+        test_join_thread(t);
         CHECK_MSG((rc == 0 && g_sig_party_rc == 1) || (rc == 1 && g_sig_party_rc == 0),
                   "indices %d and %d", rc, g_sig_party_rc);
-        CHECK_MSG(atomic_load(&g_sigs) >= 20, "only %d signals", atomic_load(&g_sigs));
+        CHECK_MSG(atomic_load(&test_sigalrm_count) >= 20, "only %d signals",
+                  atomic_load(&test_sigalrm_count));
         CHECK_OK(mproc_barrier_destroy(&b));
     }
 }

@@ -10,71 +10,12 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/sync.h"
 #include "runner.h"
-
-#define UNUSED __attribute__((unused))
-
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-/* ------------------------------------------------------------------ */
-
-static void *map_shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(p != MAP_FAILED);
-    return p;
-}
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void on_other_thread(void *(*fn)(void *), void *arg)
-{
-    join_thread(start_thread(fn, arg));
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-#define WAIT_UNTIL(cond, ms)                                                \
-    do {                                                                    \
-        int64_t wu_end_ = test_now_ms() + (ms);                             \
-        while (!(cond)) {                                                   \
-            if (test_now_ms() > wu_end_)                                    \
-                test_fail(__FILE__, __LINE__, "timed out waiting for %s",   \
-                          #cond);                                           \
-            usleep(200);                                                    \
-        }                                                                   \
-    } while (0)
-
-static long scaled(long n)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    n /= 4;
-#endif
-    return test_scaled(n);
-}
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* producer / consumer over a bounded buffer                           */
@@ -141,7 +82,7 @@ TEST_T(cond_producer_consumer, 60)
 {
     struct pc *p = calloc(1, sizeof *p);
     CHECK(p != NULL);
-    p->per_producer = scaled(50000);
+    p->per_producer = test_scaled_stress(50000);
     long total = PC_PRODUCERS * p->per_producer;
     p->seen = calloc((size_t)total, sizeof *p->seen);
     CHECK(p->seen != NULL);
@@ -150,11 +91,11 @@ TEST_T(cond_producer_consumer, 60)
     CHECK_OK(mproc_condition_init(&p->not_empty, &p->lock, 0));
     pthread_t t[PC_PRODUCERS + PC_CONSUMERS];
     for (int i = 0; i < PC_CONSUMERS; i++)
-        t[i] = start_thread(pc_consumer, p);
+        t[i] = test_start_thread(pc_consumer, p);
     for (int i = 0; i < PC_PRODUCERS; i++)
-        t[PC_CONSUMERS + i] = start_thread(pc_producer, p);
+        t[PC_CONSUMERS + i] = test_start_thread(pc_producer, p);
     for (int i = 0; i < PC_PRODUCERS + PC_CONSUMERS; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     CHECK_EQ(atomic_load(&p->consumed), total);
     for (long i = 0; i < total; i++)
         CHECK_MSG(atomic_load(&p->seen[i]) == 1, "item %ld consumed %d times", i,
@@ -228,17 +169,17 @@ TEST(cond_wait_for_predicate)
     CHECK_RC(mproc_condition_wait_for(&w.cond, wf_pred, &w, 120), -ETIMEDOUT);
     CHECK(mproc_now_ns() - t0 >= 120 * 1000000LL);
     CHECK(atomic_load(&w.pred_calls) >= 1);
-    on_other_thread(try_expect_busy, &w.lock);
+    test_on_other_thread(try_expect_busy, &w.lock);
     CHECK_RC(mproc_condition_wait_for(&w.cond, wf_pred, &w, 0), -ETIMEDOUT);
 
     /* Becomes true after three notifications. */
     atomic_store(&w.waiting, 1);
-    pthread_t t = start_thread(wf_setter, &w);
+    pthread_t t = test_start_thread(wf_setter, &w);
     CHECK_OK(mproc_condition_wait_for(&w.cond, wf_pred, &w, 20000));
     CHECK(w.value >= 3);
-    on_other_thread(try_expect_busy, &w.lock);
+    test_on_other_thread(try_expect_busy, &w.lock);
     CHECK_OK(mproc_lock_release(&w.lock));
-    join_thread(t);
+    test_join_thread(t);
     CHECK_OK(mproc_condition_destroy(&w.cond));
     CHECK_OK(mproc_lock_destroy(&w.lock));
 }
@@ -292,7 +233,7 @@ TEST(cond_without_lock_eperm)
         /* Another thread holds it. */
         CHECK_OK(mproc_condition_acquire(&c, -1));
         CHECK_EQ(mproc_lock_locked(&l), 1);
-        on_other_thread(other_thread_not_holder, NULL);
+        test_on_other_thread(other_thread_not_holder, NULL);
         /* notify with nobody waiting, and n = 0, are fine for the holder. */
         CHECK_OK(mproc_condition_notify(&c, 0));
         CHECK_OK(mproc_condition_notify(&c, 1));
@@ -394,7 +335,7 @@ TEST(cond_wait_timeout_reacquires)
                           (long long)tmo[i], (long long)dt);
             /* Held again, by us. */
             CHECK_RC(mproc_lock_try(&l), -EDEADLK);
-            on_other_thread(try_expect_busy, &l);
+            test_on_other_thread(try_expect_busy, &l);
         }
         CHECK_OK(mproc_condition_release(&c));
         CHECK_OK(mproc_condition_destroy(&c));
@@ -444,7 +385,7 @@ TEST(cond_rlock_three_levels)
         CHECK(s != NULL);
         CHECK_OK(mproc_rlock_init(&s->r, flags));
         CHECK_OK(mproc_condition_init_rlock(&s->c, &s->r, flags));
-        pthread_t t = start_thread(rl_waiter, s);
+        pthread_t t = test_start_thread(rl_waiter, s);
         WAIT_UNTIL(atomic_load(&s->holding), 10000);
         /* Only possible once wait has released all three levels. */
         CHECK_OK(mproc_rlock_acquire(&s->r, 20000));
@@ -457,7 +398,7 @@ TEST(cond_rlock_three_levels)
         CHECK_RC(mproc_rlock_try(&s->r), -EBUSY);
         CHECK_RC(mproc_condition_acquire(&s->c, 0), -ETIMEDOUT);
         atomic_store(&s->done, 2);
-        join_thread(t);
+        test_join_thread(t);
         CHECK_OK(mproc_rlock_acquire(&s->r, 0));
         CHECK_OK(mproc_rlock_release(&s->r));
         CHECK_OK(mproc_condition_destroy(&s->c));
@@ -489,7 +430,7 @@ TEST(cond_rlock_timeout_restores_levels)
         CHECK(mproc_now_ns() - t0 >= 60 * 1000000LL);
     for (int i = 0; i < 2; i++) {
         CHECK_OK(mproc_rlock_release(&r));
-        on_other_thread(rlock_try_busy, &r);
+        test_on_other_thread(rlock_try_busy, &r);
     }
     CHECK_OK(mproc_rlock_release(&r));
     CHECK_EQ(mproc_rlock_is_owned(&r), 0);
@@ -551,7 +492,7 @@ static void notify_rounds(unsigned flags)
     CHECK_OK(mproc_condition_init(&n->c, &n->lock, flags));
     pthread_t t[NW];
     for (int i = 0; i < NW; i++)
-        t[i] = start_thread(notif_waiter, n);
+        t[i] = test_start_thread(notif_waiter, n);
 
     lock_when_waiting(n, NW);
     /* Cannot destroy a condition with waiters. */
@@ -576,7 +517,7 @@ static void notify_rounds(unsigned flags)
     CHECK_OK(mproc_lock_release(&n->lock));
     WAIT_UNTIL(atomic_load(&n->woke) == NW, 20000);
     for (int i = 0; i < NW; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     CHECK_OK(atomic_load(&n->bad_rc));
     CHECK_OK(mproc_condition_destroy(&n->c));
     CHECK_OK(mproc_lock_destroy(&n->lock));
@@ -605,13 +546,13 @@ TEST(cond_notify_all_many)
         pthread_t t[MANY];
         atomic_store(&n->woke, 0);
         for (int i = 0; i < MANY; i++)
-            t[i] = start_thread(notif_waiter, n);
+            t[i] = test_start_thread(notif_waiter, n);
         lock_when_waiting(n, MANY);
         CHECK_OK(mproc_condition_notify_all(&n->c));
         CHECK_OK(mproc_lock_release(&n->lock));
         WAIT_UNTIL(atomic_load(&n->woke) == MANY, 20000);
         for (int i = 0; i < MANY; i++)
-            join_thread(t[i]);
+            test_join_thread(t[i]);
     }
     CHECK_OK(atomic_load(&n->bad_rc));
     CHECK_OK(mproc_condition_destroy(&n->c));
@@ -692,7 +633,7 @@ static void genbar_run(int use_rlock, unsigned flags)
     struct genbar *g = calloc(1, sizeof *g);
     CHECK(g != NULL);
     g->use_rlock = use_rlock;
-    g->rounds = scaled(4000);
+    g->rounds = test_scaled_stress(4000);
     CHECK_OK(mproc_lock_init(&g->lock, flags));
     CHECK_OK(mproc_rlock_init(&g->rlock, flags));
     if (use_rlock)
@@ -701,9 +642,9 @@ static void genbar_run(int use_rlock, unsigned flags)
         CHECK_OK(mproc_condition_init(&g->c, &g->lock, flags));
     pthread_t t[GB_PARTIES + GB_INTRUDERS];
     for (int i = 0; i < GB_PARTIES; i++)
-        t[i] = start_thread(gb_party, g);
+        t[i] = test_start_thread(gb_party, g);
     for (int i = 0; i < GB_INTRUDERS; i++)
-        t[GB_PARTIES + i] = start_thread(gb_intruder, g);
+        t[GB_PARTIES + i] = test_start_thread(gb_intruder, g);
     /* Watchdog: the rounds must keep moving. */
     long want = GB_PARTIES * g->rounds, last = -1;
     int64_t last_change = test_now_ms();
@@ -722,7 +663,7 @@ static void genbar_run(int use_rlock, unsigned flags)
     }
     atomic_store(&g->stop, 1);
     for (int i = 0; i < GB_PARTIES + GB_INTRUDERS; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     CHECK_EQ(g->gen, g->rounds);
     CHECK_OK(mproc_condition_destroy(&g->c));
     CHECK_OK(mproc_lock_destroy(&g->lock));
@@ -788,20 +729,20 @@ TEST(cond_own_rlock)
         CHECK_OK(mproc_condition_acquire(&o->c, -1)); /* an rlock: reentrant */
         /* Its own lock is held: it cannot be destroyed, and stays usable. */
         CHECK_RC(mproc_condition_destroy(&o->c), -EBUSY);
-        on_other_thread(own_busy, o);
+        test_on_other_thread(own_busy, o);
         int64_t t0 = mproc_now_ns();
         CHECK_RC(mproc_condition_wait_for(&o->c, own_pred, o, 50), -ETIMEDOUT);
         CHECK(mproc_now_ns() - t0 >= 50 * 1000000LL);
-        on_other_thread(own_busy, o);
-        pthread_t t = start_thread(own_setter, o);
+        test_on_other_thread(own_busy, o);
+        pthread_t t = test_start_thread(own_setter, o);
         atomic_store(&o->started, 1);
         CHECK_OK(mproc_condition_wait_for(&o->c, own_pred, o, 20000));
         CHECK_EQ(o->flag, 1);
         CHECK_OK(mproc_condition_release(&o->c));
-        on_other_thread(own_busy, o);
+        test_on_other_thread(own_busy, o);
         CHECK_OK(mproc_condition_release(&o->c));
         CHECK_RC(mproc_condition_release(&o->c), -EPERM);
-        join_thread(t);
+        test_join_thread(t);
         CHECK_OK(mproc_condition_destroy(&o->c));
         CHECK_RC(mproc_condition_acquire(&o->c, 0), -EINVAL);
         free(o);
@@ -853,7 +794,7 @@ static void xcond_run(struct xcond *x, int use_rlock, long parties)
     CHECK_OK(mproc_condition_init(&x->c, &x->lock, MPROC_SHARED));
     CHECK_OK(mproc_rlock_init(&x->rlock, MPROC_SHARED));
     CHECK_OK(mproc_condition_init_rlock(&x->rc, &x->rlock, MPROC_SHARED));
-    x->rounds = scaled(4000);
+    x->rounds = test_scaled_stress(4000);
     x->turn = 0;
     x->count = 0;
     x->use_rlock = use_rlock;
@@ -865,7 +806,7 @@ static void xcond_run(struct xcond *x, int use_rlock, long parties)
     }
     xcond_play(x, 0, parties);
     for (long i = 1; i < parties; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_EQ(x->count, parties * x->rounds);
     CHECK_OK(mproc_condition_destroy(&x->c));
     CHECK_OK(mproc_condition_destroy(&x->rc));
@@ -884,7 +825,7 @@ TEST_T(cond_shared_between_processes, 60)
 
 TEST_T(cond_shared_own_mmap, 60)
 {
-    struct xcond *x = map_shared(sizeof *x);
+    struct xcond *x = test_map_shared(sizeof *x);
     xcond_run(x, 0, 3);
     xcond_run(x, 1, 2);
 }
@@ -909,10 +850,10 @@ TEST_T(cond_shared_mapped_at_two_addresses, 60)
     CHECK(a != MAP_FAILED);
     CHECK_OK(mproc_lock_init(&a->lock, MPROC_SHARED));
     CHECK_OK(mproc_condition_init(&a->c, &a->lock, MPROC_SHARED));
-    a->rounds = scaled(2000);
+    a->rounds = test_scaled_stress(2000);
     pid_t pid = test_fork(xcond_remap_child, &fd);
     xcond_play(a, 0, 2);
-    expect_child_ok(pid);
+    test_expect_child_ok(pid);
     CHECK_EQ(a->count, 2 * a->rounds);
 
     /* Same in one process: a second view of the pair, used by a thread. */
@@ -973,7 +914,7 @@ TEST(cond_shared_notify_all_processes)
     CHECK_OK(mproc_condition_notify_all(&g->c));
     CHECK_OK(mproc_lock_release(&g->lock));
     for (int i = 0; i < P; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_EQ(g->waiting, 0);
     CHECK_OK(mproc_condition_destroy(&g->c));
     CHECK_OK(mproc_lock_destroy(&g->lock));
@@ -1050,51 +991,6 @@ TEST(backoff_defaults_and_randomness)
 /* waits are not interrupted by signals                                */
 /* ------------------------------------------------------------------ */
 
-static atomic_int g_sigs;
-
-static void on_sigalrm(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&g_sigs, 1);
-}
-
-/* SIGALRM every millisecond, with a handler installed without
- * SA_RESTART, so every blocking system call of the thread that receives
- * it returns EINTR. Helper threads call block_sigalrm() first so the
- * signals land on the waiting (main) thread. */
-static void signal_storm(int on)
-{
-    if (on) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigalrm;
-        sigemptyset(&sa.sa_mask);
-        CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-    }
-    struct itimerval it = { { 0, on ? 1000 : 0 }, { 0, on ? 1000 : 0 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
-}
-
-static void block_sigalrm(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    CHECK_EQ(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
-}
-
-/* Time a call that must time out after `ms` despite the signals. */
-#define CHECK_TIMES_OUT(call, ms)                                          \
-    do {                                                                   \
-        int64_t ct_t0_ = mproc_now_ns();                                   \
-        int ct_rc_ = (call);                                               \
-        int64_t ct_dt_ = mproc_now_ns() - ct_t0_;                          \
-        CHECK_MSG(ct_rc_ == -ETIMEDOUT, "%s returned %d (%s) after %lld ns", #call, \
-                  ct_rc_, mproc_errname(ct_rc_), (long long)ct_dt_);       \
-        CHECK_MSG(ct_dt_ >= (int64_t)(ms) * 1000000, "%s timed out after %lld ns", \
-                  #call, (long long)ct_dt_);                               \
-    } while (0)
-
 struct sig_cond {
     mproc_lock lock;
     mproc_condition c;
@@ -1104,7 +1000,7 @@ struct sig_cond {
 static void *sig_notifier(void *arg)
 {
     struct sig_cond *s = arg;
-    block_sigalrm();
+    test_block_sigalrm();
     mproc_sleep_ms(100);
     CHECK_OK(mproc_lock_acquire(&s->lock, -1));
     s->flag = 1;
@@ -1121,8 +1017,8 @@ TEST(cond_waits_not_interrupted_by_signals)
         CHECK_OK(mproc_lock_init(&s.lock, flags));
         CHECK_OK(mproc_condition_init(&s.c, &s.lock, flags));
         CHECK_OK(mproc_lock_acquire(&s.lock, -1));
-        atomic_store(&g_sigs, 0);
-        signal_storm(1);
+        atomic_store(&test_sigalrm_count, 0);
+        test_sigalrm_every(1000);
         /* wait may wake spuriously, but never report a timeout early */
         int64_t t0 = mproc_now_ns();
         int rc;
@@ -1130,13 +1026,14 @@ TEST(cond_waits_not_interrupted_by_signals)
             ;
         CHECK_RC(rc, -ETIMEDOUT);
         CHECK(mproc_now_ns() - t0 >= 150 * 1000000LL);
-        pthread_t t = start_thread(sig_notifier, &s);
+        pthread_t t = test_start_thread(sig_notifier, &s);
         while (!s.flag)
             CHECK_OK(mproc_condition_wait(&s.c, -1));
-        signal_storm(0);
+        test_sigalrm_every(0);
         CHECK_OK(mproc_lock_release(&s.lock));
-        join_thread(t);
-        CHECK_MSG(atomic_load(&g_sigs) >= 20, "only %d signals", atomic_load(&g_sigs));
+        test_join_thread(t);
+        CHECK_MSG(atomic_load(&test_sigalrm_count) >= 20, "only %d signals",
+                  atomic_load(&test_sigalrm_count));
         CHECK_OK(mproc_condition_destroy(&s.c));
         CHECK_OK(mproc_lock_destroy(&s.lock));
     }

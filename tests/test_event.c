@@ -12,64 +12,11 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/sync.h"
 #include "runner.h"
-
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-/* ------------------------------------------------------------------ */
-
-static void *map_shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(p != MAP_FAILED);
-    return p;
-}
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-#define WAIT_UNTIL(cond, ms)                                                \
-    do {                                                                    \
-        int64_t wu_end_ = test_now_ms() + (ms);                             \
-        while (!(cond)) {                                                   \
-            if (test_now_ms() > wu_end_)                                    \
-                test_fail(__FILE__, __LINE__, "timed out waiting for %s",   \
-                          #cond);                                           \
-            usleep(200);                                                    \
-        }                                                                   \
-    } while (0)
-
-static long scaled(long n)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    n /= 4;
-#endif
-    return test_scaled(n);
-}
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* basics                                                              */
@@ -197,14 +144,14 @@ static void set_wakes_all_threads(unsigned flags, int64_t timeout_ms)
             atomic_store(&w->tids[i], 0);
         pthread_t t[EW];
         for (int i = 0; i < EW; i++)
-            t[i] = start_thread(event_waiter, w);
+            t[i] = test_start_thread(event_waiter, w);
         WAIT_UNTIL(atomic_load(&w->started) == EW, 10000);
         mproc_sleep_ms(30); /* let them block (coverage only) */
         CHECK_EQ(atomic_load(&w->woke), 0);
         CHECK_OK(mproc_event_set(&w->ev));
         WAIT_UNTIL(atomic_load(&w->woke) == EW, 20000);
         for (int i = 0; i < EW; i++)
-            join_thread(t[i]);
+            test_join_thread(t[i]);
         CHECK_OK(atomic_load(&w->bad_rc));
         CHECK_EQ(mproc_event_is_set(&w->ev), 1);
         CHECK_OK(mproc_event_clear(&w->ev));
@@ -231,7 +178,7 @@ TEST(event_set_then_clear_releases_waiters)
         CHECK_OK(mproc_event_init(&w->ev, flags));
         pthread_t t[EW];
         for (int i = 0; i < EW; i++)
-            t[i] = start_thread(event_waiter, w);
+            t[i] = test_start_thread(event_waiter, w);
         WAIT_UNTIL(atomic_load(&w->started) == EW, 10000);
         /* They must be inside wait for this test. */
         for (int i = 0; i < EW; i++) {
@@ -242,7 +189,7 @@ TEST(event_set_then_clear_releases_waiters)
         CHECK_OK(mproc_event_clear(&w->ev));
         WAIT_UNTIL(atomic_load(&w->woke) == EW, 20000);
         for (int i = 0; i < EW; i++)
-            join_thread(t[i]);
+            test_join_thread(t[i]);
         CHECK_MSG(atomic_load(&w->bad_rc) == 0, "a waiter got %d (%s)",
                   atomic_load(&w->bad_rc), mproc_errname(atomic_load(&w->bad_rc)));
         CHECK_OK(mproc_event_destroy(&w->ev));
@@ -282,7 +229,7 @@ static void xev_run(struct xev *x)
     mproc_sleep_ms(30); /* let them block (coverage only) */
     CHECK_OK(mproc_event_set(&x->go));
     for (int i = 0; i < 4; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
 }
 
 TEST(event_set_wakes_all_processes)
@@ -291,7 +238,7 @@ TEST(event_set_wakes_all_processes)
     CHECK(x != NULL);
     xev_run(x);
     CHECK_OK(mproc_shared_free(x));
-    struct xev *y = map_shared(sizeof *y);
+    struct xev *y = test_map_shared(sizeof *y);
     xev_run(y);
 }
 
@@ -337,11 +284,11 @@ TEST_T(event_ping_pong_threads, 60)
     CHECK(p != NULL);
     CHECK_OK(mproc_event_init(&p->a, 0));
     CHECK_OK(mproc_event_init(&p->b, 0));
-    p->rounds = scaled(20000);
-    pthread_t t = start_thread(epp_thread, p);
+    p->rounds = test_scaled_stress(20000);
+    pthread_t t = test_start_thread(epp_thread, p);
     CHECK_OK(mproc_event_set(&p->a));
     epp_side(p, &p->a, &p->b, 0);
-    join_thread(t);
+    test_join_thread(t);
     CHECK_EQ(p->ball, 2 * p->rounds);
     free(p);
 }
@@ -352,11 +299,11 @@ TEST_T(event_ping_pong_processes, 60)
     CHECK(p != NULL);
     CHECK_OK(mproc_event_init(&p->a, MPROC_SHARED));
     CHECK_OK(mproc_event_init(&p->b, MPROC_SHARED));
-    p->rounds = scaled(20000);
+    p->rounds = test_scaled_stress(20000);
     pid_t pid = test_fork(epp_proc, p);
     CHECK_OK(mproc_event_set(&p->a));
     epp_side(p, &p->a, &p->b, 0);
-    expect_child_ok(pid);
+    test_expect_child_ok(pid);
     CHECK_EQ(p->ball, 2 * p->rounds);
     CHECK_OK(mproc_shared_free(p));
 }
@@ -365,54 +312,9 @@ TEST_T(event_ping_pong_processes, 60)
 /* waits are not interrupted by signals                                */
 /* ------------------------------------------------------------------ */
 
-static atomic_int g_sigs;
-
-static void on_sigalrm(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&g_sigs, 1);
-}
-
-/* SIGALRM every millisecond, with a handler installed without
- * SA_RESTART, so every blocking system call of the thread that receives
- * it returns EINTR. Helper threads call block_sigalrm() first so the
- * signals land on the waiting (main) thread. */
-static void signal_storm(int on)
-{
-    if (on) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigalrm;
-        sigemptyset(&sa.sa_mask);
-        CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-    }
-    struct itimerval it = { { 0, on ? 1000 : 0 }, { 0, on ? 1000 : 0 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
-}
-
-static void block_sigalrm(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    CHECK_EQ(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
-}
-
-/* Time a call that must time out after `ms` despite the signals. */
-#define CHECK_TIMES_OUT(call, ms)                                          \
-    do {                                                                   \
-        int64_t ct_t0_ = mproc_now_ns();                                   \
-        int ct_rc_ = (call);                                               \
-        int64_t ct_dt_ = mproc_now_ns() - ct_t0_;                          \
-        CHECK_MSG(ct_rc_ == -ETIMEDOUT, "%s returned %d (%s) after %lld ns", #call, \
-                  ct_rc_, mproc_errname(ct_rc_), (long long)ct_dt_);       \
-        CHECK_MSG(ct_dt_ >= (int64_t)(ms) * 1000000, "%s timed out after %lld ns", \
-                  #call, (long long)ct_dt_);                               \
-    } while (0)
-
 static void *sig_setter(void *arg)
 {
-    block_sigalrm();
+    test_block_sigalrm();
     mproc_sleep_ms(100);
     CHECK_OK(mproc_event_set(arg));
     return NULL;
@@ -423,14 +325,15 @@ TEST(event_waits_not_interrupted_by_signals)
     for (unsigned flags = 0; flags <= MPROC_SHARED; flags += MPROC_SHARED) {
         mproc_event e;
         CHECK_OK(mproc_event_init(&e, flags));
-        atomic_store(&g_sigs, 0);
-        signal_storm(1);
+        atomic_store(&test_sigalrm_count, 0);
+        test_sigalrm_every(1000);
         CHECK_TIMES_OUT(mproc_event_wait(&e, 150), 150);
-        pthread_t t = start_thread(sig_setter, &e);
+        pthread_t t = test_start_thread(sig_setter, &e);
         CHECK_OK(mproc_event_wait(&e, -1));
-        signal_storm(0);
-        join_thread(t);
-        CHECK_MSG(atomic_load(&g_sigs) >= 20, "only %d signals", atomic_load(&g_sigs));
+        test_sigalrm_every(0);
+        test_join_thread(t);
+        CHECK_MSG(atomic_load(&test_sigalrm_count) >= 20, "only %d signals",
+                  atomic_load(&test_sigalrm_count));
         CHECK_OK(mproc_event_destroy(&e));
     }
 }

@@ -15,6 +15,7 @@
 #include "mproc.h"
 #include "os/sys.h"
 #include "runner.h"
+#include "helpers.h"
 
 /* ---- misbehaving system call tables ----------------------------------- */
 
@@ -99,7 +100,7 @@ static void lock_exact(void)
     CHECK_OK(mproc_lock_init(&lock, 0));
     counter = 0;
     for (int i = 0; i < NTHREADS; i++)
-        CHECK_EQ(pthread_create(&t[i], NULL, count_under_lock, &n), 0);
+        t[i] = test_start_thread(count_under_lock, &n);
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(t[i], NULL);
     CHECK_EQ(counter, n * NTHREADS);
@@ -162,8 +163,8 @@ static void condition_exact(void)
     CHECK_OK(mproc_condition_init(&bb.not_empty, &bb.lock, 0));
     CHECK_OK(mproc_condition_init(&bb.not_full, &bb.lock, 0));
     for (int i = 0; i < 2; i++) {
-        CHECK_EQ(pthread_create(&p[i], NULL, producer, &n), 0);
-        CHECK_EQ(pthread_create(&c[i], NULL, consumer, &total), 0);
+        p[i] = test_start_thread(producer, &n);
+        c[i] = test_start_thread(consumer, &total);
     }
     for (int i = 0; i < 2; i++) {
         pthread_join(p[i], NULL);
@@ -200,7 +201,7 @@ static void semaphore_bounded(void)
     pthread_t t[NTHREADS];
     CHECK_OK(mproc_semaphore_init(&sem, PERMITS, MPROC_BOUNDED));
     for (int i = 0; i < NTHREADS; i++)
-        CHECK_EQ(pthread_create(&t[i], NULL, use_permit, &n), 0);
+        t[i] = test_start_thread(use_permit, &n);
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(t[i], NULL);
     CHECK(atomic_load(&max_inside) <= PERMITS);
@@ -225,7 +226,7 @@ static void event_no_early_return(void)
     pthread_t t[NTHREADS];
     CHECK_OK(mproc_event_init(&ev, 0));
     for (int i = 0; i < NTHREADS; i++)
-        CHECK_EQ(pthread_create(&t[i], NULL, event_waiter, NULL), 0);
+        t[i] = test_start_thread(event_waiter, NULL);
     /* Let the waiters spin through their spurious wake-ups for a while:
      * the assertion is in the waiters, nothing here depends on timing. */
     CHECK_RC(mproc_event_wait(&ev, 50), -ETIMEDOUT);
@@ -257,7 +258,7 @@ static void barrier_rounds(void)
     pthread_t t[NTHREADS];
     CHECK_OK(mproc_barrier_init(&bar, NTHREADS, 0));
     for (int i = 0; i < NTHREADS; i++)
-        CHECK_EQ(pthread_create(&t[i], NULL, barrier_party, NULL), 0);
+        t[i] = test_start_thread(barrier_party, NULL);
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(t[i], NULL);
     for (int r = 0; r < ROUNDS; r++)

@@ -13,84 +13,12 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/sync.h"
 #include "runner.h"
-
-#define UNUSED __attribute__((unused))
-
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-/* ------------------------------------------------------------------ */
-
-static UNUSED void *map_shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(p != MAP_FAILED);
-    return p;
-}
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-/* Poll `cond` until true, failing the test after `ms` milliseconds. */
-#define WAIT_UNTIL(cond, ms)                                                \
-    do {                                                                    \
-        int64_t wu_end_ = test_now_ms() + (ms);                             \
-        while (!(cond)) {                                                   \
-            if (test_now_ms() > wu_end_)                                    \
-                test_fail(__FILE__, __LINE__, "timed out waiting for %s",   \
-                          #cond);                                           \
-            usleep(200);                                                    \
-        }                                                                   \
-    } while (0)
-
-/* Stress loop count: test_scaled, and smaller under sanitizers. */
-static long scaled(long n)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    n /= 4;
-#endif
-    return test_scaled(n);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-/* Run fn(arg) on a fresh thread and wait for it: checks made "from
- * another thread". */
-static void on_other_thread(void *(*fn)(void *), void *arg)
-{
-    join_thread(start_thread(fn, arg));
-}
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* exactness under contention                                          */
@@ -160,13 +88,13 @@ static void threads_exact(int use_rlock, unsigned flags)
     CHECK(c != NULL);
     CHECK_OK(mproc_lock_init(&c->lock, flags));
     CHECK_OK(mproc_rlock_init(&c->rlock, flags));
-    c->n = scaled(100000);
+    c->n = test_scaled_stress(100000);
     c->use_rlock = use_rlock;
     pthread_t t[T];
     for (int i = 0; i < T; i++)
-        t[i] = start_thread(count_thread, c);
+        t[i] = test_start_thread(count_thread, c);
     for (int i = 0; i < T; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     check_counted(c, T * c->n);
     CHECK_OK(mproc_lock_destroy(&c->lock));
     CHECK_OK(mproc_rlock_destroy(&c->rlock));
@@ -195,13 +123,13 @@ static void procs_exact(struct counted *c, int use_rlock, int nproc)
     memset(c, 0, sizeof *c);
     CHECK_OK(mproc_lock_init(&c->lock, MPROC_SHARED));
     CHECK_OK(mproc_rlock_init(&c->rlock, MPROC_SHARED));
-    c->n = scaled(100000);
+    c->n = test_scaled_stress(100000);
     c->use_rlock = use_rlock;
     pid_t pid[8];
     for (int i = 0; i < nproc; i++)
         pid[i] = test_fork(count_proc, c);
     for (int i = 0; i < nproc; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     check_counted(c, nproc * c->n);
     CHECK_OK(mproc_lock_destroy(&c->lock));
     CHECK_OK(mproc_rlock_destroy(&c->rlock));
@@ -217,7 +145,7 @@ TEST_T(lock_procs_exact_shared_calloc, 60)
 
 TEST_T(lock_procs_exact_own_mmap, 60)
 {
-    struct counted *c = map_shared(sizeof *c);
+    struct counted *c = test_map_shared(sizeof *c);
     procs_exact(c, 0, 3);
     munmap(c, sizeof *c);
 }
@@ -232,7 +160,7 @@ TEST_T(rlock_procs_exact_shared_calloc, 60)
 
 TEST_T(rlock_procs_exact_own_mmap, 60)
 {
-    struct counted *c = map_shared(sizeof *c);
+    struct counted *c = test_map_shared(sizeof *c);
     procs_exact(c, 1, 2);
     munmap(c, sizeof *c);
 }
@@ -241,10 +169,10 @@ TEST_T(rlock_procs_exact_own_mmap, 60)
  * each, plus 2 threads of the parent (started after the forks). */
 static int two_threads_proc(void *arg)
 {
-    pthread_t a = start_thread(count_thread, arg);
-    pthread_t b = start_thread(count_thread, arg);
-    join_thread(a);
-    join_thread(b);
+    pthread_t a = test_start_thread(count_thread, arg);
+    pthread_t b = test_start_thread(count_thread, arg);
+    test_join_thread(a);
+    test_join_thread(b);
     return 0;
 }
 
@@ -254,13 +182,13 @@ static void mixed_exact(int use_rlock)
     CHECK(c != NULL);
     CHECK_OK(mproc_lock_init(&c->lock, MPROC_SHARED));
     CHECK_OK(mproc_rlock_init(&c->rlock, MPROC_SHARED));
-    c->n = scaled(50000);
+    c->n = test_scaled_stress(50000);
     c->use_rlock = use_rlock;
     pid_t p1 = test_fork(two_threads_proc, c);
     pid_t p2 = test_fork(two_threads_proc, c);
     two_threads_proc(c);
-    expect_child_ok(p1);
-    expect_child_ok(p2);
+    test_expect_child_ok(p1);
+    test_expect_child_ok(p2);
     check_counted(c, 6 * c->n);
     CHECK_OK(mproc_shared_free(c));
 }
@@ -310,7 +238,7 @@ TEST_T(lock_shared_mapped_at_two_addresses, 60)
         CHECK(a != MAP_FAILED && b != MAP_FAILED && a != b);
         CHECK_OK(mproc_lock_init(&a->lock, MPROC_SHARED));
         CHECK_OK(mproc_rlock_init(&a->rlock, MPROC_SHARED));
-        a->n = scaled(50000);
+        a->n = test_scaled_stress(50000);
         a->use_rlock = use_rlock;
 
         /* Held through one view means held through the other. */
@@ -324,11 +252,11 @@ TEST_T(lock_shared_mapped_at_two_addresses, 60)
 
         pid_t pid = test_fork(remap_child, &fd);
         struct two_views v0 = { { a, b }, 0 }, v1 = { { a, b }, 1 };
-        pthread_t t0 = start_thread(view_thread, &v0);
-        pthread_t t1 = start_thread(view_thread, &v1);
-        join_thread(t0);
-        join_thread(t1);
-        expect_child_ok(pid);
+        pthread_t t0 = test_start_thread(view_thread, &v0);
+        pthread_t t1 = test_start_thread(view_thread, &v1);
+        test_join_thread(t0);
+        test_join_thread(t1);
+        test_expect_child_ok(pid);
         check_counted(b, 4 * a->n);
         munmap(a, 4096);
         munmap(b, 4096);
@@ -354,7 +282,7 @@ static void *timed_stress_thread(void *arg)
     uint64_t rng = (uint64_t)(uintptr_t)&rng | 1;
     for (long i = 0; i < s->n; i++) {
         int rc;
-        switch (xorshift(&rng) % 4) {
+        switch (test_xorshift(&rng) % 4) {
         case 0:
             rc = mproc_lock_try(&s->lock);
             if (rc == -EBUSY) {
@@ -382,7 +310,7 @@ static void *timed_stress_thread(void *arg)
         CHECK_OK(rc);
         CHECK_EQ(atomic_fetch_add(&s->inside, 1), 0);
         s->counter++;
-        if (xorshift(&rng) % 8 == 0)
+        if (test_xorshift(&rng) % 8 == 0)
             sched_yield();
         CHECK_EQ(atomic_fetch_sub(&s->inside, 1), 1);
         atomic_fetch_add(&s->successes, 1);
@@ -397,12 +325,12 @@ TEST_T(lock_timed_acquire_stress, 60)
     struct timed_stress *s = calloc(1, sizeof *s);
     CHECK(s != NULL);
     CHECK_OK(mproc_lock_init(&s->lock, 0));
-    s->n = scaled(40000);
+    s->n = test_scaled_stress(40000);
     pthread_t t[T];
     for (int i = 0; i < T; i++)
-        t[i] = start_thread(timed_stress_thread, s);
+        t[i] = test_start_thread(timed_stress_thread, s);
     for (int i = 0; i < T; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     CHECK_EQ(s->counter, atomic_load(&s->successes));
     CHECK_EQ(atomic_load(&s->successes) + atomic_load(&s->timeouts) + atomic_load(&s->busy),
              T * s->n);
@@ -489,7 +417,7 @@ TEST(lock_release_by_non_owner)
         g_lock = &l;
         CHECK_OK(mproc_lock_init(&l, flags));
         CHECK_OK(mproc_lock_acquire(&l, -1));
-        on_other_thread(nonowner_checks, NULL);
+        test_on_other_thread(nonowner_checks, NULL);
         /* Still held, and still by this thread. */
         CHECK_EQ(mproc_lock_locked(&l), 1);
         CHECK_RC(mproc_lock_try(&l), -EDEADLK);
@@ -528,7 +456,7 @@ TEST(lock_timeout_lower_bound)
         CHECK_OK(mproc_lock_acquire(&l, -1));
         for (size_t i = 0; i < sizeof tmo / sizeof tmo[0]; i++) {
             struct timed_arg a = { .l = &l, .timeout_ms = tmo[i] };
-            on_other_thread(timed_acquire_thread, &a);
+            test_on_other_thread(timed_acquire_thread, &a);
             CHECK_RC(a.rc, -ETIMEDOUT);
             CHECK_MSG(a.elapsed_ns >= tmo[i] * 1000000,
                       "acquire(%lld) gave up after %lld ns", (long long)tmo[i],
@@ -554,11 +482,11 @@ TEST(lock_wait_succeeds_when_released)
         CHECK_OK(mproc_lock_init(&l, i % 2 ? MPROC_SHARED : 0));
         CHECK_OK(mproc_lock_acquire(&l, -1));
         struct timed_arg a = { .l = &l, .timeout_ms = tmo[i], .rc = 1 };
-        pthread_t t = start_thread(timed_acquire_thread, &a);
+        pthread_t t = test_start_thread(timed_acquire_thread, &a);
         WAIT_UNTIL(atomic_load(&a.started), 10000);
         mproc_sleep_ms(50);
         CHECK_OK(mproc_lock_release(&l));
-        join_thread(t);
+        test_join_thread(t);
         CHECK_MSG(a.rc == 0, "acquire(%lld) returned %d (%s)", (long long)tmo[i], a.rc,
                   mproc_errname(a.rc));
         CHECK_OK(mproc_lock_destroy(&l));
@@ -608,11 +536,11 @@ TEST(lock_stats)
         /* One acquisition that has to wait for the holder. */
         CHECK_OK(mproc_lock_acquire(&l, -1));
         struct contended_arg a = { .l = &l };
-        pthread_t t = start_thread(contended_waiter, &a);
+        pthread_t t = test_start_thread(contended_waiter, &a);
         WAIT_UNTIL(atomic_load(&a.started), 10000);
         test_wait_sleeping(atomic_load(&a.started), 10000);
         CHECK_OK(mproc_lock_release(&l));
-        join_thread(t);
+        test_join_thread(t);
         CHECK_OK(mproc_lock_stats(&l, &st));
         CHECK_EQ(st.acquisitions, 6);
         CHECK_EQ(st.contended, 1);
@@ -654,7 +582,7 @@ TEST(lock_destroy_and_use_after_destroy)
         CHECK_OK(mproc_lock_init(&l, flags));
         CHECK_OK(mproc_lock_acquire(&l, -1));
         CHECK_RC(mproc_lock_destroy(&l), -EBUSY);
-        on_other_thread(destroy_other_thread_holds, NULL);
+        test_on_other_thread(destroy_other_thread_holds, NULL);
         /* Left intact. */
         CHECK_EQ(mproc_lock_locked(&l), 1);
         CHECK_RC(mproc_lock_try(&l), -EDEADLK);
@@ -693,7 +621,7 @@ TEST(lock_destroy_after_other_thread_used_it)
 {
     mproc_lock l;
     CHECK_OK(mproc_lock_init(&l, MPROC_SHARED));
-    on_other_thread(acq_rel_thread, &l);
+    test_on_other_thread(acq_rel_thread, &l);
     CHECK_OK(mproc_lock_destroy(&l));
 }
 
@@ -799,7 +727,7 @@ TEST(lock_timeout_below_minus_one)
     g_rlock = &r;
     CHECK_OK(mproc_lock_acquire(&l, -1));
     CHECK_OK(mproc_rlock_acquire(&r, -1));
-    on_other_thread(bad_timeouts_other, NULL);
+    test_on_other_thread(bad_timeouts_other, NULL);
     CHECK_OK(mproc_lock_release(&l));
     CHECK_OK(mproc_rlock_release(&r));
     CHECK_EQ(mproc_rlock_is_owned(&r), 0);
@@ -825,7 +753,7 @@ TEST(lock_locked_snapshot)
     CHECK_EQ(mproc_lock_locked(&l), 1);
     CHECK_OK(mproc_lock_release(&l));
     CHECK_EQ(mproc_lock_locked(&l), 0);
-    on_other_thread(locked_other, NULL);
+    test_on_other_thread(locked_other, NULL);
     CHECK_EQ(mproc_lock_locked(&l), 1);
     CHECK_RC(mproc_lock_try(&l), -EBUSY);
 }
@@ -837,7 +765,7 @@ TEST(lock_private_dead_holder_stays_held)
     mproc_lock l;
     g_lock = &l;
     CHECK_OK(mproc_lock_init(&l, 0));
-    on_other_thread(locked_other, NULL);
+    test_on_other_thread(locked_other, NULL);
     int64_t t0 = mproc_now_ns();
     CHECK_RC(mproc_lock_acquire(&l, 300), -ETIMEDOUT);
     CHECK(mproc_now_ns() - t0 >= 300 * 1000000LL);
@@ -906,21 +834,21 @@ static int fork_user_child(void *arg)
 
 TEST(lock_child_of_holder_is_not_owner)
 {
-    struct fork_owner *f = map_shared(sizeof *f);
+    struct fork_owner *f = test_map_shared(sizeof *f);
     CHECK_OK(mproc_lock_init(&f->lock, MPROC_SHARED));
     CHECK_OK(mproc_rlock_init(&f->rlock, MPROC_SHARED));
     CHECK_OK(mproc_lock_acquire(&f->lock, -1));
     CHECK_OK(mproc_rlock_acquire(&f->rlock, -1));
     CHECK_RC(mproc_lock_try(&f->lock), -EDEADLK);
     CHECK_EQ(mproc_rlock_is_owned(&f->rlock), 1);
-    expect_child_ok(test_fork(fork_owner_child, f));
+    test_expect_child_ok(test_fork(fork_owner_child, f));
     /* Still ours, untouched by the child's attempts. */
     CHECK_RC(mproc_lock_try(&f->lock), -EDEADLK);
     CHECK_EQ(mproc_rlock_is_owned(&f->rlock), 1);
     CHECK_OK(mproc_lock_release(&f->lock));
     CHECK_OK(mproc_rlock_release(&f->rlock));
     /* The child can take them, and leaves them free (not dead-owned). */
-    expect_child_ok(test_fork(fork_user_child, f));
+    test_expect_child_ok(test_fork(fork_user_child, f));
     CHECK_OK(mproc_lock_acquire(&f->lock, 0));
     CHECK_OK(mproc_lock_release(&f->lock));
     CHECK_OK(mproc_rlock_acquire(&f->rlock, 0));
@@ -935,7 +863,7 @@ TEST(lock_child_of_holder_is_not_owner)
  * atfork handlers): the child is a new process with its own thread id. */
 TEST(lock_child_of_holder_is_not_owner_Fork)
 {
-    struct fork_owner *f = map_shared(sizeof *f);
+    struct fork_owner *f = test_map_shared(sizeof *f);
     CHECK_OK(mproc_lock_init(&f->lock, MPROC_SHARED));
     CHECK_OK(mproc_rlock_init(&f->rlock, MPROC_SHARED));
     CHECK_OK(mproc_lock_acquire(&f->lock, -1));
@@ -945,7 +873,7 @@ TEST(lock_child_of_holder_is_not_owner_Fork)
     CHECK(pid >= 0);
     if (pid == 0)
         _exit(fork_owner_child(f));
-    expect_child_ok(pid);
+    test_expect_child_ok(pid);
     CHECK_RC(mproc_lock_try(&f->lock), -EDEADLK);
     CHECK_EQ(mproc_rlock_is_owned(&f->rlock), 1);
     CHECK_OK(mproc_lock_release(&f->lock));
@@ -972,13 +900,13 @@ static int child_own_cycle(void *arg)
 
 TEST(lock_parent_is_not_owner_of_childs_lock)
 {
-    struct fork_owner *f = map_shared(sizeof *f);
+    struct fork_owner *f = test_map_shared(sizeof *f);
     CHECK_OK(mproc_lock_init(&f->lock, MPROC_SHARED));
     CHECK_OK(mproc_rlock_init(&f->rlock, MPROC_SHARED));
     CHECK_OK(mproc_lock_acquire(&f->lock, -1));
     CHECK_OK(mproc_lock_release(&f->lock));
     pid_t pid = test_fork(child_own_cycle, f);
-    expect_child_ok(pid);
+    test_expect_child_ok(pid);
     /* The child exited holding the lock: the parent is not the holder,
      * so release is refused (the robust tests cover the recovery). */
     CHECK_RC(mproc_lock_release(&f->lock), -EPERM);
@@ -1012,7 +940,7 @@ TEST(lock_try_on_busy_shared_lock_never_steals)
         h.l = &l;
         atomic_store(&h.holding, 0);
         atomic_store(&h.go, 0);
-        pthread_t t = start_thread(hold_until_go, &h);
+        pthread_t t = test_start_thread(hold_until_go, &h);
         WAIT_UNTIL(atomic_load(&h.holding), 10000);
         /* Long enough to pass several 2 ms check points. */
         int64_t end = test_now_ms() + 50;
@@ -1020,7 +948,7 @@ TEST(lock_try_on_busy_shared_lock_never_steals)
             CHECK_RC(mproc_lock_try(&l), -EBUSY);
         CHECK_EQ(mproc_lock_locked(&l), 1);
         atomic_store(&h.go, 1);
-        join_thread(t);
+        test_join_thread(t);
         mproc_lock_counters st;
         CHECK_OK(mproc_lock_stats(&l, &st));
         CHECK_EQ(st.owner_deaths, 0);
@@ -1070,16 +998,16 @@ TEST(rlock_reentrant_depth_1000)
             }
             CHECK_EQ(mproc_rlock_is_owned(&r), 1);
         }
-        on_other_thread(rlock_probe, &busy);
+        test_on_other_thread(rlock_probe, &busy);
         CHECK_RC(mproc_rlock_destroy(&r), -EBUSY);
         for (int i = 0; i < 999; i++)
             CHECK_OK(mproc_rlock_release(&r));
         CHECK_EQ(mproc_rlock_is_owned(&r), 1);
-        on_other_thread(rlock_probe, &busy);
+        test_on_other_thread(rlock_probe, &busy);
         CHECK_OK(mproc_rlock_release(&r));
         CHECK_EQ(mproc_rlock_is_owned(&r), 0);
         CHECK_RC(mproc_rlock_release(&r), -EPERM);
-        on_other_thread(rlock_probe, &free_);
+        test_on_other_thread(rlock_probe, &free_);
 
         mproc_lock_counters st;
         CHECK_OK(mproc_rlock_stats(&r, &st));
@@ -1107,13 +1035,13 @@ TEST(rlock_release_by_non_owner)
         CHECK_OK(mproc_rlock_init(&r, flags));
         CHECK_OK(mproc_rlock_acquire(&r, -1));
         CHECK_OK(mproc_rlock_acquire(&r, -1));
-        on_other_thread(rlock_wrong_owner, &r);
+        test_on_other_thread(rlock_wrong_owner, &r);
         /* The count is unchanged: two releases still needed. */
         CHECK_EQ(mproc_rlock_is_owned(&r), 1);
         CHECK_OK(mproc_rlock_release(&r));
-        on_other_thread(rlock_probe, &busy);
+        test_on_other_thread(rlock_probe, &busy);
         CHECK_OK(mproc_rlock_release(&r));
-        on_other_thread(rlock_probe, &free_);
+        test_on_other_thread(rlock_probe, &free_);
         CHECK_OK(mproc_rlock_destroy(&r));
     }
 }
@@ -1145,18 +1073,18 @@ TEST(rlock_timeout_lower_bound)
     static const int64_t tmo[] = { 0, 5, 120 };
     for (size_t i = 0; i < sizeof tmo / sizeof tmo[0]; i++) {
         struct rl_timed a = { .r = &r, .timeout_ms = tmo[i] };
-        on_other_thread(rlock_timed_thread, &a);
+        test_on_other_thread(rlock_timed_thread, &a);
         CHECK_RC(a.rc, -ETIMEDOUT);
         CHECK(a.elapsed_ns >= tmo[i] * 1000000);
     }
     /* Released by us in time: the waiter gets it. */
     struct rl_timed a = { .r = &r, .timeout_ms = 10000, .rc = 1 };
-    pthread_t t = start_thread(rlock_timed_thread, &a);
+    pthread_t t = test_start_thread(rlock_timed_thread, &a);
     mproc_sleep_ms(30);
     CHECK_OK(mproc_rlock_release(&r));
     mproc_sleep_ms(30);
     CHECK_OK(mproc_rlock_release(&r));
-    join_thread(t);
+    test_join_thread(t);
     CHECK_OK(a.rc);
     CHECK_OK(mproc_rlock_destroy(&r));
 }
@@ -1181,51 +1109,6 @@ TEST(rlock_destroy_and_use_after_destroy)
 /* waits are not interrupted by signals                                */
 /* ------------------------------------------------------------------ */
 
-static atomic_int g_sigs;
-
-static void on_sigalrm(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&g_sigs, 1);
-}
-
-/* SIGALRM every millisecond, with a handler installed without
- * SA_RESTART, so every blocking system call of the thread that receives
- * it returns EINTR. Helper threads call block_sigalrm() first so the
- * signals land on the waiting (main) thread. */
-static void signal_storm(int on)
-{
-    if (on) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigalrm;
-        sigemptyset(&sa.sa_mask);
-        CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-    }
-    struct itimerval it = { { 0, on ? 1000 : 0 }, { 0, on ? 1000 : 0 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
-}
-
-static void block_sigalrm(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    CHECK_EQ(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
-}
-
-/* Time a call that must time out after `ms` despite the signals. */
-#define CHECK_TIMES_OUT(call, ms)                                          \
-    do {                                                                   \
-        int64_t ct_t0_ = mproc_now_ns();                                   \
-        int ct_rc_ = (call);                                               \
-        int64_t ct_dt_ = mproc_now_ns() - ct_t0_;                          \
-        CHECK_MSG(ct_rc_ == -ETIMEDOUT, "%s returned %d (%s) after %lld ns", #call, \
-                  ct_rc_, mproc_errname(ct_rc_), (long long)ct_dt_);       \
-        CHECK_MSG(ct_dt_ >= (int64_t)(ms) * 1000000, "%s timed out after %lld ns", \
-                  #call, (long long)ct_dt_);                               \
-    } while (0)
-
 struct sig_holder {
     mproc_lock lock;
     mproc_rlock rlock;
@@ -1236,7 +1119,7 @@ struct sig_holder {
 static void *sig_holder_thread(void *arg)
 {
     struct sig_holder *h = arg;
-    block_sigalrm();
+    test_block_sigalrm();
     CHECK_OK(mproc_lock_acquire(&h->lock, -1));
     CHECK_OK(mproc_rlock_acquire(&h->rlock, -1));
     atomic_store(&h->holding, 1);
@@ -1254,18 +1137,19 @@ TEST(lock_waits_not_interrupted_by_signals)
         memset(&h, 0, sizeof h);
         CHECK_OK(mproc_lock_init(&h.lock, flags));
         CHECK_OK(mproc_rlock_init(&h.rlock, flags));
-        pthread_t t = start_thread(sig_holder_thread, &h);
+        pthread_t t = test_start_thread(sig_holder_thread, &h);
         WAIT_UNTIL(atomic_load(&h.holding), 10000);
-        atomic_store(&g_sigs, 0);
-        signal_storm(1);
+        atomic_store(&test_sigalrm_count, 0);
+        test_sigalrm_every(1000);
         CHECK_TIMES_OUT(mproc_lock_acquire(&h.lock, 150), 150);
         CHECK_TIMES_OUT(mproc_rlock_acquire(&h.rlock, 150), 150);
         atomic_store(&h.release, 1);
         CHECK_OK(mproc_lock_acquire(&h.lock, -1));
         CHECK_OK(mproc_rlock_acquire(&h.rlock, -1));
-        signal_storm(0);
-        CHECK_MSG(atomic_load(&g_sigs) >= 20, "only %d signals", atomic_load(&g_sigs));
-        join_thread(t);
+        test_sigalrm_every(0);
+        CHECK_MSG(atomic_load(&test_sigalrm_count) >= 20, "only %d signals",
+                  atomic_load(&test_sigalrm_count));
+        test_join_thread(t);
         CHECK_OK(mproc_lock_release(&h.lock));
         CHECK_OK(mproc_rlock_release(&h.rlock));
     }

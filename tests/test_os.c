@@ -10,67 +10,15 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mproc/os.h"
 #include "runner.h"
-
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-/* ------------------------------------------------------------------ */
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-static long scaled(long n)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    n /= 4;
-#endif
-    return test_scaled(n);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-static int all_bytes(const void *p, size_t n, unsigned char v)
-{
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != v)
-            return 0;
-    return 1;
-}
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* error texts and names                                               */
@@ -181,7 +129,7 @@ static void *strerror_thread(void *arg)
     const char *want[N_MPROC_CODES];
     for (size_t i = 0; i < N_MPROC_CODES; i++)
         want[i] = mproc_strerror(mproc_codes[i].code);
-    for (long k = 0; k < scaled(20000); k++) {
+    for (long k = 0; k < test_scaled_stress(20000); k++) {
         size_t i = (size_t)k % N_MPROC_CODES;
         CHECK(mproc_strerror(mproc_codes[i].code) == want[i]);
         CHECK(strcmp(mproc_errname(mproc_codes[i].code), mproc_codes[i].name) == 0);
@@ -195,9 +143,9 @@ TEST(os_strerror_threads)
 {
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
-        t[i] = start_thread(strerror_thread, NULL);
+        t[i] = test_start_thread(strerror_thread, NULL);
     for (int i = 0; i < 4; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -223,7 +171,7 @@ TEST(os_now_ns_monotonic)
     }
     int64_t prev = mproc_now_ns();
     CHECK(prev > 0);
-    for (long i = 0; i < scaled(1000000); i++) {
+    for (long i = 0; i < test_scaled_stress(1000000); i++) {
         int64_t now = mproc_now_ns();
         CHECK_MSG(now >= prev, "went back from %lld to %lld", (long long)prev,
                   (long long)now);
@@ -232,14 +180,6 @@ TEST(os_now_ns_monotonic)
     int64_t t0 = mproc_now_ns();
     usleep(20000);
     CHECK(mproc_now_ns() - t0 >= 20 * 1000000LL);
-}
-
-static atomic_int g_signals;
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&g_signals, 1);
 }
 
 TEST(os_sleep_ms)
@@ -262,21 +202,14 @@ TEST(os_sleep_ms)
 
 TEST(os_sleep_ms_resumes_after_signals)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm; /* no SA_RESTART: nanosleep gets EINTR */
-    sigemptyset(&sa.sa_mask);
-    CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-    struct itimerval it = { { 0, 3000 }, { 0, 3000 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
+    test_sigalrm_every(3000); /* no SA_RESTART: nanosleep gets EINTR */
     int64_t t0 = mproc_now_ns();
     CHECK_OK(mproc_sleep_ms(150));
     int64_t dt = mproc_now_ns() - t0;
-    struct itimerval off = { { 0, 0 }, { 0, 0 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &off, NULL), 0);
+    test_sigalrm_every(0);
     /* At least one landed mid-sleep (TSan defers signals that arrive in
      * intercepted calls, so it may deliver only a few). */
-    CHECK_MSG(atomic_load(&g_signals) >= 1, "no signal arrived");
+    CHECK_MSG(atomic_load(&test_sigalrm_count) >= 1, "no signal arrived");
     CHECK_MSG(dt >= 150 * 1000000LL, "slept %lld ns with signals", (long long)dt);
 }
 
@@ -319,12 +252,11 @@ TEST(os_shared_free_bad_pointers)
     CHECK_RC(mproc_shared_free(stack), -EINVAL);
     CHECK_RC(mproc_shared_free(global), -EINVAL);
     CHECK_RC(mproc_shared_free((void *)(uintptr_t)16), -EINVAL);
-    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(m != MAP_FAILED);
+    void *m = test_map_shared(4096);
     CHECK_RC(mproc_shared_free(m), -EINVAL);
     munmap(m, 4096);
     /* The real block is unharmed and frees fine. */
-    CHECK(all_bytes(p, 100, 0));
+    CHECK(test_all_bytes(p, 100, 0));
     CHECK_OK(mproc_shared_free(p));
     free(heap);
 }
@@ -348,7 +280,7 @@ TEST(os_shared_calloc_size_zero_and_too_big)
     /* Still working afterwards. */
     void *p = mproc_shared_calloc(32);
     CHECK(p != NULL);
-    CHECK(all_bytes(p, 32, 0));
+    CHECK(test_all_bytes(p, 32, 0));
     CHECK_OK(mproc_shared_free(p));
 }
 
@@ -387,12 +319,12 @@ TEST(os_shared_calloc_zeroed_aligned_distinct)
             CHECK_MSG(x->p != NULL, "shared_calloc(%zu) failed: errno %d", sizes[i], errno);
             CHECK_MSG((uintptr_t)x->p % 16 == 0, "shared_calloc(%zu) = %p", sizes[i],
                       (void *)x->p);
-            CHECK_MSG(all_bytes(x->p, x->n, 0), "shared_calloc(%zu) not zeroed", sizes[i]);
+            CHECK_MSG(test_all_bytes(x->p, x->n, 0), "shared_calloc(%zu) not zeroed", sizes[i]);
             memset(x->p, (int)(r * N + i) & 0xff, x->n);
         }
     }
     for (size_t i = 0; i < N * REP; i++)
-        CHECK_MSG(all_bytes(b[i].p, b[i].n, (unsigned char)(i & 0xff)),
+        CHECK_MSG(test_all_bytes(b[i].p, b[i].n, (unsigned char)(i & 0xff)),
                   "block %zu (%zu bytes) was overwritten", i, b[i].n);
     check_disjoint(b, N * REP);
     for (size_t i = 0; i < N * REP; i++)
@@ -406,8 +338,8 @@ TEST(os_shared_calloc_reused_blocks_are_zeroed)
         for (int i = 0; i < 200; i++) {
             unsigned char *p = mproc_shared_calloc(sizes[s]);
             CHECK(p != NULL);
-            CHECK_MSG(all_bytes(p, sizes[s], 0), "round %d: reused %zu-byte block not zeroed",
-                      i, sizes[s]);
+            CHECK_MSG(test_all_bytes(p, sizes[s], 0),
+                      "round %d: reused %zu-byte block not zeroed", i, sizes[s]);
             memset(p, 0xff, sizes[s]);
             CHECK_OK(mproc_shared_free(p));
         }
@@ -420,7 +352,7 @@ TEST(os_shared_calloc_reused_blocks_are_zeroed)
     for (int i = 0; i < 64; i++) {
         unsigned char *p = mproc_shared_calloc(128);
         CHECK(p != NULL);
-        CHECK(all_bytes(p, 128, 0));
+        CHECK(test_all_bytes(p, 128, 0));
         memset(p, 0xdd, 128);
     }
 }
@@ -440,13 +372,14 @@ TEST_T(os_shared_calloc_free_reuse, 60)
     /* Mixed sizes, interleaved. */
     unsigned char *keep[16] = { 0 };
     uint64_t rng = 12345;
-    for (long i = 0; i < scaled(20000); i++) {
-        size_t k = xorshift(&rng) % 16;
+    for (long i = 0; i < test_scaled_stress(20000); i++) {
+        size_t k = test_xorshift(&rng) % 16;
         if (keep[k]) {
             CHECK_OK(mproc_shared_free(keep[k]));
             keep[k] = NULL;
         } else {
-            size_t n = 1 + xorshift(&rng) % (xorshift(&rng) % 16 == 0 ? 3 * mb : 4096);
+            size_t n =
+                1 + test_xorshift(&rng) % (test_xorshift(&rng) % 16 == 0 ? 3 * mb : 4096);
             keep[k] = mproc_shared_calloc(n);
             CHECK_MSG(keep[k] != NULL, "alloc %zu failed at %ld: errno %d", n, i, errno);
             keep[k][0] = keep[k][n - 1] = 7;
@@ -544,28 +477,29 @@ static void churn(uint64_t seed, long iters, unsigned char tag, int check_zero)
     memset(live, 0, sizeof live);
     uint64_t rng = seed | 1;
     for (long i = 0; i < iters; i++) {
-        size_t k = xorshift(&rng) % LIVE;
+        size_t k = test_xorshift(&rng) % LIVE;
         if (live[k].p) {
             unsigned char want = (unsigned char)(tag ^ k);
-            CHECK_MSG(all_bytes(live[k].p, live[k].n, want),
+            CHECK_MSG(test_all_bytes(live[k].p, live[k].n, want),
                       "block %p (%zu bytes) overwritten by someone else", (void *)live[k].p,
                       live[k].n);
             CHECK_OK(mproc_shared_free(live[k].p));
             live[k].p = NULL;
         } else {
-            size_t n = 1 + xorshift(&rng) % (xorshift(&rng) % 8 == 0 ? 20000 : 300);
+            size_t n = 1 + test_xorshift(&rng) % (test_xorshift(&rng) % 8 == 0 ? 20000 : 300);
             live[k].p = mproc_shared_calloc(n);
             CHECK_MSG(live[k].p != NULL, "alloc %zu failed: errno %d", n, errno);
             CHECK((uintptr_t)live[k].p % 16 == 0);
             live[k].n = n;
             if (check_zero)
-                CHECK_MSG(all_bytes(live[k].p, n, 0), "fresh %zu-byte block not zeroed", n);
+                CHECK_MSG(test_all_bytes(live[k].p, n, 0), "fresh %zu-byte block not zeroed",
+                          n);
             memset(live[k].p, tag ^ (unsigned char)k, n);
         }
     }
     for (size_t k = 0; k < LIVE; k++) {
         if (live[k].p) {
-            CHECK(all_bytes(live[k].p, live[k].n, (unsigned char)(tag ^ k)));
+            CHECK(test_all_bytes(live[k].p, live[k].n, (unsigned char)(tag ^ k)));
             CHECK_OK(mproc_shared_free(live[k].p));
         }
     }
@@ -577,7 +511,7 @@ static void *churn_thread(void *arg)
 {
     (void)arg;
     int tag = atomic_fetch_add(&g_tag, 1);
-    churn((uint64_t)(tag + 1) * 0x9e3779b97f4a7c15ull, scaled(40000),
+    churn((uint64_t)(tag + 1) * 0x9e3779b97f4a7c15ull, test_scaled_stress(40000),
           (unsigned char)(0x40 + 0x20 * tag), 1);
     return NULL;
 }
@@ -588,9 +522,9 @@ TEST_T(os_shared_calloc_threads, 60)
     /* The first call races too: every thread's first alloc is concurrent. */
     pthread_t t[T];
     for (int i = 0; i < T; i++)
-        t[i] = start_thread(churn_thread, NULL);
+        t[i] = test_start_thread(churn_thread, NULL);
     for (int i = 0; i < T; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -622,10 +556,10 @@ static int note_child(void *arg)
     n->child_block_len = 3000;
     n->child_block = mproc_shared_calloc(n->child_block_len);
     CHECK(n->child_block != NULL);
-    CHECK(all_bytes(n->child_block, n->child_block_len, 0));
+    CHECK(test_all_bytes(n->child_block, n->child_block_len, 0));
     memset(n->child_block, 0x5c, n->child_block_len);
-    expect_child_ok(test_fork(note_grandchild, n));
-    CHECK(all_bytes(n->grand_block, 5000, 0x77));
+    test_expect_child_ok(test_fork(note_grandchild, n));
+    CHECK(test_all_bytes(n->grand_block, 5000, 0x77));
     return 0;
 }
 
@@ -637,14 +571,14 @@ TEST(os_shared_calloc_fork_visibility)
     unsigned char *mine = mproc_shared_calloc(3000);
     CHECK(mine != NULL);
     memset(mine, 0x11, 3000);
-    expect_child_ok(test_fork(note_child, n));
+    test_expect_child_ok(test_fork(note_child, n));
     CHECK(strcmp(n->child_text, "from the child") == 0);
     /* Blocks allocated after the fork, by the child and the grandchild,
      * are at the same address here. */
     CHECK(n->child_block != NULL && n->grand_block != NULL);
-    CHECK(all_bytes(n->child_block, n->child_block_len, 0x5c));
-    CHECK(all_bytes(n->grand_block, 5000, 0x77));
-    CHECK(all_bytes(mine, 3000, 0x11));
+    CHECK(test_all_bytes(n->child_block, n->child_block_len, 0x5c));
+    CHECK(test_all_bytes(n->grand_block, 5000, 0x77));
+    CHECK(test_all_bytes(mine, 3000, 0x11));
     struct block b[3] = { { mine, 3000 }, { n->child_block, 3000 }, { n->grand_block, 5000 } };
     check_disjoint(b, 3);
     /* Any process may free a block another one allocated. */
@@ -670,10 +604,10 @@ static void xalloc(struct xtable *x, int me)
     while (!atomic_load(&x->go))
         ;
     for (int i = 0; i < XBLOCKS; i++) {
-        size_t n = 1 + xorshift(&rng) % 2000;
+        size_t n = 1 + test_xorshift(&rng) % 2000;
         unsigned char *p = mproc_shared_calloc(n);
         CHECK(p != NULL);
-        CHECK(all_bytes(p, n, 0));
+        CHECK(test_all_bytes(p, n, 0));
         memset(p, 0x10 * (me + 1), n);
         x->b[me][i].p = p;
         x->b[me][i].n = n;
@@ -694,7 +628,7 @@ static int xalloc_child(void *arg)
 static int churn_child(void *arg)
 {
     (void)arg;
-    churn((uint64_t)getpid() * 0x9e3779b97f4a7c15ull, scaled(20000),
+    churn((uint64_t)getpid() * 0x9e3779b97f4a7c15ull, test_scaled_stress(20000),
           (unsigned char)(0x30 + getpid() % 7), 1);
     return 0;
 }
@@ -711,11 +645,12 @@ TEST_T(os_shared_calloc_processes, 60)
     atomic_store(&x->go, 1);
     xalloc(x, 0);
     for (int i = 1; i < XP; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     struct block all[XP * XBLOCKS];
     for (int me = 0; me < XP; me++) {
         for (int i = 0; i < XBLOCKS; i++) {
-            CHECK_MSG(all_bytes(x->b[me][i].p, x->b[me][i].n, (unsigned char)(0x10 * (me + 1))),
+            CHECK_MSG(test_all_bytes(x->b[me][i].p, x->b[me][i].n,
+                                     (unsigned char)(0x10 * (me + 1))),
                       "process %d's block %d was overwritten", me, i);
             all[me * XBLOCKS + i] = x->b[me][i];
         }
@@ -729,7 +664,7 @@ TEST_T(os_shared_calloc_processes, 60)
         pid[i] = test_fork(churn_child, NULL);
     churn_child(NULL);
     for (int i = 1; i < XP; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_OK(mproc_shared_free(x));
 }
 
@@ -743,11 +678,11 @@ static int own_arena_child(void *arg)
     CHECK_EQ(read(g_to_child[0], &c, 1), 1);
     unsigned char *p = mproc_shared_calloc(4096);
     CHECK(p != NULL);
-    CHECK(all_bytes(p, 4096, 0));
+    CHECK(test_all_bytes(p, 4096, 0));
     memset(p, 0x99, 4096);
     CHECK_EQ(write(g_to_parent[1], &p, sizeof p), (ssize_t)sizeof p);
     CHECK_EQ(read(g_to_child[0], &c, 1), 1);
-    CHECK(all_bytes(p, 4096, 0x99));
+    CHECK(test_all_bytes(p, 4096, 0x99));
     return 0;
 }
 
@@ -764,11 +699,11 @@ TEST(os_shared_calloc_forked_before_first_call)
     unsigned char *theirs;
     CHECK_EQ(read(g_to_parent[0], &theirs, sizeof theirs), (ssize_t)sizeof theirs);
     /* The child's writes (maybe at the same address) did not reach us. */
-    CHECK(all_bytes(mine, 4096, 0x22));
+    CHECK(test_all_bytes(mine, 4096, 0x22));
     memset(mine, 0x33, 4096);
     CHECK_EQ(write(g_to_child[1], &c, 1), 1);
-    expect_child_ok(pid);
-    CHECK(all_bytes(mine, 4096, 0x33));
+    test_expect_child_ok(pid);
+    CHECK(test_all_bytes(mine, 4096, 0x33));
     CHECK_OK(mproc_shared_free(mine));
     (void)theirs;
 }

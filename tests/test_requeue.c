@@ -8,12 +8,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc.h"
 #include "runner.h"
+#include "helpers.h"
 
 #define WAITERS 8
 
@@ -53,7 +53,7 @@ TEST(notify_all_hands_lock_to_everyone)
         CHECK_OK(mproc_lock_init(&s.lock, 0));
         CHECK_OK(mproc_condition_init(&s.cond, &s.lock, 0));
         for (int i = 0; i < WAITERS; i++)
-            CHECK_EQ(pthread_create(&t[i], NULL, waiter, NULL), 0);
+            t[i] = test_start_thread(waiter, NULL);
         mproc_condition pace;
         CHECK_OK(mproc_condition_init(&pace, &s.lock, 0));
         CHECK_OK(mproc_lock_acquire(&s.lock, -1));
@@ -83,7 +83,7 @@ TEST(notify_n_requeues_n)
     CHECK_OK(mproc_lock_init(&s.lock, 0));
     CHECK_OK(mproc_condition_init(&s.cond, &s.lock, 0));
     for (int i = 0; i < WAITERS; i++)
-        CHECK_EQ(pthread_create(&t[i], NULL, waiter, NULL), 0);
+        t[i] = test_start_thread(waiter, NULL);
     CHECK_OK(mproc_lock_acquire(&s.lock, -1));
     int64_t end = test_now_ms() + 10000;
     while (!all_waiting(NULL) && test_now_ms() < end) {
@@ -158,8 +158,7 @@ static int proc_notifier_dies(void *arg)
  * The waiters must all get out (one of them through -EOWNERDEAD). */
 TEST_T(requeued_waiters_survive_dead_notifier, 60)
 {
-    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(sh != MAP_FAILED);
+    sh = test_map_shared(sizeof *sh);
     CHECK_OK(mproc_lock_init(&sh->lock, MPROC_SHARED));
     CHECK_OK(mproc_condition_init(&sh->cond, &sh->lock, MPROC_SHARED));
     CHECK_OK(mproc_event_init(&sh->notifier_holding, MPROC_SHARED));

@@ -17,54 +17,15 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/sync.h"
 #include "runner.h"
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-static void expect_child_killed(pid_t pid)
-{
-    int st = test_wait(pid, 20000);
-    CHECK_MSG(st != -1, "child %d did not die", (int)pid);
-    CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child %d: status 0x%x",
-              (int)pid, st);
-}
-
-#define WAIT_UNTIL(cond, ms)                                                \
-    do {                                                                    \
-        int64_t wu_end_ = test_now_ms() + (ms);                             \
-        while (!(cond)) {                                                   \
-            if (test_now_ms() > wu_end_)                                    \
-                test_fail(__FILE__, __LINE__, "timed out waiting for %s",   \
-                          #cond);                                           \
-            usleep(200);                                                    \
-        }                                                                   \
-    } while (0)
 
 /* "Waiters notice a dead holder within about 100 ms": allow a lot more
  * for loaded machines and sanitizers, but not forever. */
@@ -153,7 +114,7 @@ static void kill_holder(struct holder h, int reap)
 {
     CHECK_EQ(kill(h.pid, SIGKILL), 0);
     if (reap)
-        expect_child_killed(h.pid);
+        test_expect_child_killed(h.pid);
 }
 
 /* Acquire expecting -EOWNERDEAD within NOTICE_MS; returns the time taken. */
@@ -197,7 +158,7 @@ static void killed_holder_rounds(int reap_first)
         kill_holder(h, reap_first);
         acquire_owner_dead(&r->lock);
         if (!reap_first)
-            expect_child_killed(h.pid);
+            test_expect_child_killed(h.pid);
         recover(r);
     }
     mproc_lock_counters st;
@@ -238,7 +199,7 @@ TEST(robust_try_takes_over)
         }
         CHECK_RC(rc, -EOWNERDEAD);
         if (!reap)
-            expect_child_killed(h.pid);
+            test_expect_child_killed(h.pid);
         recover(r);
     }
 }
@@ -250,10 +211,10 @@ TEST(robust_child_exits_holding)
     for (int i = 0; i < 5; i++) {
         struct holder h = start_holder(r, 0, 1);
         if (i % 2)
-            expect_child_ok(h.pid);
+            test_expect_child_ok(h.pid);
         acquire_owner_dead(&r->lock);
         if (!(i % 2))
-            expect_child_ok(h.pid);
+            test_expect_child_ok(h.pid);
         recover(r);
     }
     mproc_lock_counters st;
@@ -299,7 +260,7 @@ TEST_T(robust_waiter_blocked_when_killed, 60)
         struct holder h = start_holder(r, 0, 0);
         struct waiter w = { .r = r, .timeout_ms = (i % 2) ? -1 : 20000 };
         atomic_store(&r->owner_dead, 0);
-        pthread_t t = start_thread(lock_waiter, &w);
+        pthread_t t = test_start_thread(lock_waiter, &w);
         WAIT_UNTIL(atomic_load(&w.started), 10000);
         mproc_sleep_ms(30); /* let it block (coverage only) */
         CHECK_EQ(atomic_load(&w.finished), 0);
@@ -307,9 +268,9 @@ TEST_T(robust_waiter_blocked_when_killed, 60)
         kill_holder(h, i % 3 == 0);
         WAIT_UNTIL(atomic_load(&w.finished), 20000);
         int64_t ms = test_now_ms() - t0;
-        join_thread(t);
+        test_join_thread(t);
         if (i % 3 != 0)
-            expect_child_killed(h.pid);
+            test_expect_child_killed(h.pid);
         CHECK_RC(w.rc, -EOWNERDEAD);
         CHECK_MSG(ms < NOTICE_MS, "blocked waiter noticed the death after %lld ms",
                   (long long)ms);
@@ -348,7 +309,7 @@ TEST_T(robust_several_waiters_one_owner_dead, 60)
             memset(&w[i], 0, sizeof w[i]);
             w[i].r = r;
             w[i].timeout_ms = i == 0 ? -1 : 20000;
-            t[i] = start_thread(lock_waiter, &w[i]);
+            t[i] = test_start_thread(lock_waiter, &w[i]);
         }
         for (int i = 0; i < NTHR; i++)
             WAIT_UNTIL(atomic_load(&w[i].started), 10000);
@@ -356,14 +317,14 @@ TEST_T(robust_several_waiters_one_owner_dead, 60)
         CHECK_EQ(atomic_load(&r->got), 0);
         kill_holder(h, round % 2);
         for (int i = 0; i < NTHR; i++) {
-            join_thread(t[i]);
+            test_join_thread(t[i]);
             CHECK_MSG(w[i].rc == 0 || w[i].rc == -EOWNERDEAD, "waiter thread got %d (%s)",
                       w[i].rc, mproc_errname(w[i].rc));
         }
         for (int i = 0; i < NPROC; i++)
-            expect_child_ok(pid[i]);
+            test_expect_child_ok(pid[i]);
         if (round % 2 == 0)
-            expect_child_killed(h.pid);
+            test_expect_child_killed(h.pid);
         CHECK_EQ(atomic_load(&r->owner_dead), 1);
         CHECK_EQ(atomic_load(&r->got), NPROC + NTHR);
         CHECK_EQ(r->data, NPROC + NTHR);
@@ -403,7 +364,7 @@ TEST(robust_rlock_three_deep)
         CHECK_MSG(rc == -EOWNERDEAD, "rlock acquire: %d (%s)", rc, mproc_errname(rc));
         CHECK((mproc_now_ns() - t0) / 1000000 < NOTICE_MS);
         if (i % 2 == 0)
-            expect_child_killed(h.pid);
+            test_expect_child_killed(h.pid);
         CHECK_EQ(mproc_rlock_is_owned(&r->rlock), 1);
         CHECK_OK(mproc_rlock_consistent(&r->rlock));
         CHECK_RC(mproc_rlock_consistent(&r->rlock), -EINVAL);
@@ -411,12 +372,12 @@ TEST(robust_rlock_three_deep)
         if (i % 2) {
             CHECK_OK(mproc_rlock_acquire(&r->rlock, 0));
             CHECK_OK(mproc_rlock_release(&r->rlock));
-            join_thread(start_thread(rlock_busy, &r->rlock));
+            test_on_other_thread(rlock_busy, &r->rlock);
         }
         CHECK_OK(mproc_rlock_release(&r->rlock));
         CHECK_EQ(mproc_rlock_is_owned(&r->rlock), 0);
         CHECK_RC(mproc_rlock_release(&r->rlock), -EPERM);
-        join_thread(start_thread(rlock_take_free, &r->rlock));
+        test_on_other_thread(rlock_take_free, &r->rlock);
     }
     mproc_lock_counters st;
     CHECK_OK(mproc_rlock_stats(&r->rlock, &st));
@@ -466,11 +427,11 @@ TEST(robust_not_consistent_stays_owner_dead)
      * another thread (forks first: see the file comment). */
     CHECK_RC(mproc_lock_acquire(&r->lock, 5000), -EOWNERDEAD);
     CHECK_OK(mproc_lock_release(&r->lock));
-    expect_child_ok(test_fork(expect_owner_dead_proc, r));
+    test_expect_child_ok(test_fork(expect_owner_dead_proc, r));
     CHECK_RC(mproc_lock_try(&r->lock), -EOWNERDEAD);
     CHECK_OK(mproc_lock_release(&r->lock));
     /* A repair in another process ends it for everyone. */
-    expect_child_ok(test_fork(repair_proc, r));
+    test_expect_child_ok(test_fork(repair_proc, r));
     CHECK_OK(mproc_lock_acquire(&r->lock, 5000));
     CHECK_RC(mproc_lock_consistent(&r->lock), -EINVAL);
     CHECK_OK(mproc_lock_release(&r->lock));
@@ -480,7 +441,7 @@ TEST(robust_not_consistent_stays_owner_dead)
     kill_holder(h, 1);
     acquire_owner_dead(&r->lock);
     CHECK_OK(mproc_lock_release(&r->lock));
-    join_thread(start_thread(expect_owner_dead_thread, r));
+    test_on_other_thread(expect_owner_dead_thread, r);
     CHECK_RC(mproc_lock_acquire(&r->lock, 5000), -EOWNERDEAD);
     CHECK_OK(mproc_lock_consistent(&r->lock));
     CHECK_OK(mproc_lock_release(&r->lock));
@@ -529,30 +490,30 @@ TEST(robust_thread_exits_holding)
     struct rob *r = new_rob();
     for (int i = 0; i < 5; i++) {
         struct th_hold th = { .r = r };
-        pthread_t t = start_thread(exit_holding_thread, &th);
+        pthread_t t = test_start_thread(exit_holding_thread, &th);
         WAIT_UNTIL(atomic_load(&th.holding), 10000);
         atomic_store(&th.go, 1);
-        join_thread(t);
+        test_join_thread(t);
         acquire_owner_dead(&r->lock);
         recover(r);
     }
     /* Already waiting when the holder thread exits. */
     for (int i = 0; i < 5; i++) {
         struct th_hold th = { .r = r };
-        pthread_t t = start_thread(exit_holding_thread, &th);
+        pthread_t t = test_start_thread(exit_holding_thread, &th);
         WAIT_UNTIL(atomic_load(&th.holding), 10000);
         struct waiter w = { .r = r, .timeout_ms = i % 2 ? -1 : 20000 };
         atomic_store(&r->owner_dead, 0);
-        pthread_t wt = start_thread(lock_waiter, &w);
+        pthread_t wt = test_start_thread(lock_waiter, &w);
         WAIT_UNTIL(atomic_load(&w.started), 10000);
         mproc_sleep_ms(30);
         int64_t t0 = test_now_ms();
         atomic_store(&th.go, 1);
-        join_thread(t);
+        test_join_thread(t);
         WAIT_UNTIL(atomic_load(&w.finished), 20000);
         CHECK_MSG(test_now_ms() - t0 < NOTICE_MS, "noticed after %lld ms",
                   (long long)(test_now_ms() - t0));
-        join_thread(wt);
+        test_join_thread(wt);
         CHECK_RC(w.rc, -EOWNERDEAD);
         CHECK_EQ(atomic_load(&r->owner_dead), 1);
     }
@@ -565,15 +526,15 @@ TEST(robust_thread_exits_holding_rlock)
 {
     struct rob *r = new_rob();
     struct th_hold th = { .r = r, .rlock_depth = 2 };
-    pthread_t t = start_thread(exit_holding_thread, &th);
+    pthread_t t = test_start_thread(exit_holding_thread, &th);
     WAIT_UNTIL(atomic_load(&th.holding), 10000);
     atomic_store(&th.go, 1);
-    join_thread(t);
+    test_join_thread(t);
     CHECK_RC(mproc_rlock_acquire(&r->rlock, 5000), -EOWNERDEAD);
     CHECK_OK(mproc_rlock_consistent(&r->rlock));
     CHECK_OK(mproc_rlock_release(&r->rlock));
     CHECK_EQ(mproc_rlock_is_owned(&r->rlock), 0);
-    join_thread(start_thread(rlock_take_free, &r->rlock));
+    test_on_other_thread(rlock_take_free, &r->rlock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -630,7 +591,7 @@ TEST(robust_condition_wait_owner_dead)
     close(back[1]);
 
     struct cwait w = { .r = r };
-    pthread_t t = start_thread(cond_waiter, &w);
+    pthread_t t = test_start_thread(cond_waiter, &w);
     /* Once we can take clock and see waiting == 1, the waiter is in wait. */
     int64_t end = test_now_ms() + 10000;
     for (;;) {
@@ -648,8 +609,8 @@ TEST(robust_condition_wait_owner_dead)
     CHECK_EQ(poll(&p, 1, 20000), 1);
     CHECK_EQ(read(back[0], &c, 1), 1);
     CHECK_EQ(kill(pid, SIGKILL), 0);
-    join_thread(t);
-    expect_child_killed(pid);
+    test_join_thread(t);
+    test_expect_child_killed(pid);
     CHECK_MSG(w.rc == -EOWNERDEAD, "wait returned %d (%s), want EOWNERDEAD", w.rc,
               mproc_errname(w.rc));
     CHECK_OK(mproc_lock_acquire(&r->clock, 0));
@@ -708,7 +669,7 @@ TEST(robust_killed_lock_waiters_are_harmless)
         test_wait_sleeping(pid[i], 10000);
     for (int i = 0; i < 3; i++) {
         CHECK_EQ(kill(pid[i], SIGKILL), 0);
-        expect_child_killed(pid[i]);
+        test_expect_child_killed(pid[i]);
     }
     CHECK_OK(mproc_lock_release(&w->lock));
     CHECK_OK(mproc_lock_acquire(&w->lock, 0));
@@ -727,7 +688,7 @@ TEST(robust_killed_semaphore_waiter)
     WAIT_UNTIL(atomic_load(&w->in_sem) == 1, 10000);
     test_wait_sleeping(pid, 10000);
     CHECK_EQ(kill(pid, SIGKILL), 0);
-    expect_child_killed(pid);
+    test_expect_child_killed(pid);
     CHECK_OK(mproc_semaphore_release(&w->sem, 1));
     CHECK_EQ(mproc_semaphore_value(&w->sem), 1);
     CHECK_OK(mproc_semaphore_acquire(&w->sem, 0));
@@ -753,7 +714,7 @@ TEST(robust_killed_condition_waiter)
         usleep(500);
     }
     CHECK_EQ(kill(pid, SIGKILL), 0);
-    expect_child_killed(pid);
+    test_expect_child_killed(pid);
     CHECK_OK(mproc_lock_acquire(&w->lock, 1000));
     CHECK_OK(mproc_condition_notify_all(&w->cond));
     CHECK_OK(mproc_lock_release(&w->lock));

@@ -11,73 +11,11 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mproc/sync.h"
 #include "runner.h"
-
-/* ------------------------------------------------------------------ */
-/* helpers                                                             */
-/* ------------------------------------------------------------------ */
-
-static void *map_shared(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(p != MAP_FAILED);
-    return p;
-}
-
-static pthread_t start_thread(void *(*fn)(void *), void *arg)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, fn, arg), 0);
-    return t;
-}
-
-static void join_thread(pthread_t t)
-{
-    CHECK_EQ(pthread_join(t, NULL), 0);
-}
-
-static void expect_child_ok(pid_t pid)
-{
-    int st = test_wait(pid, 60000);
-    CHECK_MSG(st != -1, "child %d did not exit in time", (int)pid);
-    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "child %d failed (status 0x%x)", (int)pid, st);
-}
-
-#define WAIT_UNTIL(cond, ms)                                                \
-    do {                                                                    \
-        int64_t wu_end_ = test_now_ms() + (ms);                             \
-        while (!(cond)) {                                                   \
-            if (test_now_ms() > wu_end_)                                    \
-                test_fail(__FILE__, __LINE__, "timed out waiting for %s",   \
-                          #cond);                                           \
-            usleep(200);                                                    \
-        }                                                                   \
-    } while (0)
-
-static long scaled(long n)
-{
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    n /= 4;
-#endif
-    return test_scaled(n);
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
+#include "helpers.h"
 
 /* ------------------------------------------------------------------ */
 /* at most K inside                                                    */
@@ -100,7 +38,7 @@ static void bound_loop(struct bound *b, uint64_t seed)
     uint64_t rng = seed | 1;
     for (long i = 0; i < b->n; i++) {
         int rc;
-        switch (xorshift(&rng) % 4) {
+        switch (test_xorshift(&rng) % 4) {
         case 0:
             rc = mproc_semaphore_try(&b->sem);
             if (rc == -EAGAIN)
@@ -129,7 +67,7 @@ static void bound_loop(struct bound *b, uint64_t seed)
             atomic_store(&b->bad_value, v);
             atomic_store(&b->bad_value_seen, 1);
         }
-        if (xorshift(&rng) % 8 == 0)
+        if (test_xorshift(&rng) % 8 == 0)
             sched_yield();
         atomic_fetch_sub(&b->inside, 1);
         atomic_fetch_add(&b->passes, 1);
@@ -156,13 +94,13 @@ TEST_T(sem_at_most_k_inside_threads, 60)
         struct bound *b = calloc(1, sizeof *b);
         CHECK(b != NULL);
         b->k = 2;
-        b->n = scaled(30000);
+        b->n = test_scaled_stress(30000);
         CHECK_OK(mproc_semaphore_init(&b->sem, b->k, flags));
         pthread_t t[T];
         for (int i = 0; i < T; i++)
-            t[i] = start_thread(bound_thread, b);
+            t[i] = test_start_thread(bound_thread, b);
         for (int i = 0; i < T; i++)
-            join_thread(t[i]);
+            test_join_thread(t[i]);
         CHECK_MSG(atomic_load(&b->max_inside) <= (int)b->k, "%d inside at once, K = %u",
                   atomic_load(&b->max_inside), b->k);
         CHECK(atomic_load(&b->max_inside) >= 1);
@@ -180,13 +118,13 @@ TEST_T(sem_at_most_k_inside_processes, 60)
     struct bound *b = mproc_shared_calloc(sizeof *b);
     CHECK(b != NULL);
     b->k = 2;
-    b->n = scaled(30000);
+    b->n = test_scaled_stress(30000);
     CHECK_OK(mproc_semaphore_init(&b->sem, b->k, MPROC_SHARED));
     pid_t pid[P];
     for (int i = 0; i < P; i++)
         pid[i] = test_fork(bound_proc, b);
     for (int i = 0; i < P; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_MSG(atomic_load(&b->max_inside) <= (int)b->k, "%d inside at once, K = %u",
               atomic_load(&b->max_inside), b->k);
     CHECK(atomic_load(&b->max_inside) >= 1);
@@ -220,14 +158,14 @@ static int sem_counter_proc(void *arg)
 TEST_T(sem_binary_exact_processes, 60)
 {
     enum { P = 3 };
-    struct sem_counter *s = map_shared(sizeof *s);
+    struct sem_counter *s = test_map_shared(sizeof *s);
     CHECK_OK(mproc_semaphore_init(&s->sem, 1, MPROC_SHARED | MPROC_BOUNDED));
-    s->n = scaled(50000);
+    s->n = test_scaled_stress(50000);
     pid_t pid[P];
     for (int i = 0; i < P; i++)
         pid[i] = test_fork(sem_counter_proc, s);
     for (int i = 0; i < P; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_EQ(s->counter, P * s->n);
     CHECK_EQ(mproc_semaphore_value(&s->sem), 1);
     CHECK_RC(mproc_semaphore_release(&s->sem, 1), -EOVERFLOW);
@@ -269,14 +207,14 @@ TEST_T(sem_handoff_no_lost_permits, 60)
     struct handoff *h = calloc(1, sizeof *h);
     CHECK(h != NULL);
     CHECK_OK(mproc_semaphore_init(&h->sem, 0, 0));
-    h->per = scaled(100000);
+    h->per = test_scaled_stress(100000);
     pthread_t t[4];
-    t[0] = start_thread(handoff_consumer, h);
-    t[1] = start_thread(handoff_consumer, h);
-    t[2] = start_thread(handoff_producer, h);
-    t[3] = start_thread(handoff_producer, h);
+    t[0] = test_start_thread(handoff_consumer, h);
+    t[1] = test_start_thread(handoff_consumer, h);
+    t[2] = test_start_thread(handoff_producer, h);
+    t[3] = test_start_thread(handoff_producer, h);
     for (int i = 0; i < 4; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     CHECK_EQ(atomic_load(&h->taken), 2 * h->per);
     CHECK_EQ(mproc_semaphore_value(&h->sem), 0);
     CHECK_RC(mproc_semaphore_try(&h->sem), -EAGAIN);
@@ -442,7 +380,7 @@ static void release_n_wakes_n(unsigned flags, int64_t timeout_ms)
     CHECK_OK(mproc_semaphore_init(&w->sem, 0, flags));
     pthread_t t[SW];
     for (int i = 0; i < SW; i++)
-        t[i] = start_thread(sem_waiter, w);
+        t[i] = test_start_thread(sem_waiter, w);
     WAIT_UNTIL(atomic_load(&w->started) == SW, 10000);
     for (int i = 0; i < SW; i++) {
         WAIT_UNTIL(atomic_load(&w->tids[i]) != 0, 10000);
@@ -460,7 +398,7 @@ static void release_n_wakes_n(unsigned flags, int64_t timeout_ms)
     CHECK_OK(mproc_semaphore_release(&w->sem, 2));
     WAIT_UNTIL(atomic_load(&w->done) == 5, 20000);
     for (int i = 0; i < SW; i++)
-        join_thread(t[i]);
+        test_join_thread(t[i]);
     CHECK_OK(atomic_load(&w->bad_rc));
     CHECK_EQ(mproc_semaphore_value(&w->sem), 1);
     CHECK_OK(mproc_semaphore_destroy(&w->sem));
@@ -508,7 +446,7 @@ TEST(sem_cross_process_release_n)
     for (int i = 0; i < P; i++)
         CHECK_OK(mproc_semaphore_acquire(&x->back, 30000));
     for (int i = 0; i < P; i++)
-        expect_child_ok(pid[i]);
+        test_expect_child_ok(pid[i]);
     CHECK_EQ(mproc_semaphore_value(&x->sem), 0);
     CHECK_EQ(mproc_semaphore_value(&x->back), 0);
     CHECK_OK(mproc_semaphore_destroy(&x->sem));
@@ -537,10 +475,10 @@ static int pong_child(void *arg)
 
 TEST_T(sem_cross_process_ping_pong, 60)
 {
-    struct pingpong *p = map_shared(sizeof *p);
+    struct pingpong *p = test_map_shared(sizeof *p);
     CHECK_OK(mproc_semaphore_init(&p->ping, 0, MPROC_SHARED));
     CHECK_OK(mproc_semaphore_init(&p->pong, 0, MPROC_SHARED));
-    p->rounds = scaled(20000);
+    p->rounds = test_scaled_stress(20000);
     pid_t pid = test_fork(pong_child, p);
     for (long i = 0; i < p->rounds; i++) {
         CHECK_EQ(p->ball, 2 * i);
@@ -548,7 +486,7 @@ TEST_T(sem_cross_process_ping_pong, 60)
         CHECK_OK(mproc_semaphore_release(&p->ping, 1));
         CHECK_OK(mproc_semaphore_acquire(&p->pong, 30000));
     }
-    expect_child_ok(pid);
+    test_expect_child_ok(pid);
     CHECK_EQ(p->ball, 2 * p->rounds);
 }
 
@@ -556,54 +494,9 @@ TEST_T(sem_cross_process_ping_pong, 60)
 /* waits are not interrupted by signals                                */
 /* ------------------------------------------------------------------ */
 
-static atomic_int g_sigs;
-
-static void on_sigalrm(int sig)
-{
-    (void)sig;
-    atomic_fetch_add(&g_sigs, 1);
-}
-
-/* SIGALRM every millisecond, with a handler installed without
- * SA_RESTART, so every blocking system call of the thread that receives
- * it returns EINTR. Helper threads call block_sigalrm() first so the
- * signals land on the waiting (main) thread. */
-static void signal_storm(int on)
-{
-    if (on) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_sigalrm;
-        sigemptyset(&sa.sa_mask);
-        CHECK_EQ(sigaction(SIGALRM, &sa, NULL), 0);
-    }
-    struct itimerval it = { { 0, on ? 1000 : 0 }, { 0, on ? 1000 : 0 } };
-    CHECK_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
-}
-
-static void block_sigalrm(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGALRM);
-    CHECK_EQ(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
-}
-
-/* Time a call that must time out after `ms` despite the signals. */
-#define CHECK_TIMES_OUT(call, ms)                                          \
-    do {                                                                   \
-        int64_t ct_t0_ = mproc_now_ns();                                   \
-        int ct_rc_ = (call);                                               \
-        int64_t ct_dt_ = mproc_now_ns() - ct_t0_;                          \
-        CHECK_MSG(ct_rc_ == -ETIMEDOUT, "%s returned %d (%s) after %lld ns", #call, \
-                  ct_rc_, mproc_errname(ct_rc_), (long long)ct_dt_);       \
-        CHECK_MSG(ct_dt_ >= (int64_t)(ms) * 1000000, "%s timed out after %lld ns", \
-                  #call, (long long)ct_dt_);                               \
-    } while (0)
-
 static void *sig_releaser(void *arg)
 {
-    block_sigalrm();
+    test_block_sigalrm();
     mproc_sleep_ms(100);
     CHECK_OK(mproc_semaphore_release(arg, 1));
     return NULL;
@@ -614,14 +507,15 @@ TEST(sem_waits_not_interrupted_by_signals)
     for (unsigned flags = 0; flags <= MPROC_SHARED; flags += MPROC_SHARED) {
         mproc_semaphore s;
         CHECK_OK(mproc_semaphore_init(&s, 0, flags));
-        atomic_store(&g_sigs, 0);
-        signal_storm(1);
+        atomic_store(&test_sigalrm_count, 0);
+        test_sigalrm_every(1000);
         CHECK_TIMES_OUT(mproc_semaphore_acquire(&s, 150), 150);
-        pthread_t t = start_thread(sig_releaser, &s);
+        pthread_t t = test_start_thread(sig_releaser, &s);
         CHECK_OK(mproc_semaphore_acquire(&s, -1));
-        signal_storm(0);
-        join_thread(t);
-        CHECK_MSG(atomic_load(&g_sigs) >= 20, "only %d signals", atomic_load(&g_sigs));
+        test_sigalrm_every(0);
+        test_join_thread(t);
+        CHECK_MSG(atomic_load(&test_sigalrm_count) >= 20, "only %d signals",
+                  atomic_load(&test_sigalrm_count));
         CHECK_EQ(mproc_semaphore_value(&s), 0);
         CHECK_OK(mproc_semaphore_destroy(&s));
     }

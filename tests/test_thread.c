@@ -15,6 +15,7 @@
 
 #include "mproc.h"
 #include "runner.h"
+#include "helpers.h"
 
 #define LONG_MS 10000 /* generous deadline for things that must happen */
 
@@ -415,9 +416,7 @@ TEST(dummy_thread_from_raw_pthread)
 {
     CHECK_EQ(mproc_thread_active_count(), 1);
     dummy_seen d = { 0 };
-    pthread_t pt;
-    CHECK_EQ(pthread_create(&pt, NULL, raw_body, &d), 0);
-    CHECK_EQ(pthread_join(pt, NULL), 0);
+    test_on_other_thread(raw_body, &d); /* a plain pthread, not an mproc one */
     CHECK(d.h1 != NULL);
     CHECK(d.h1 == d.h2);
     CHECK_MSG(strncmp(d.name, "Dummy-", 6) == 0, "name %s", d.name);
