@@ -204,6 +204,24 @@ TEST(robust_try_takes_over)
     }
 }
 
+/* Regression: a loop of acquires whose timeouts (0 ms, 1 ms) end before
+ * the first holder check used to report -ETIMEDOUT forever on a dead
+ * holder's lock. They must take it over like try does. */
+TEST(robust_short_timeouts_take_over)
+{
+    struct rob *r = new_rob();
+    for (int64_t tmo = 0; tmo <= 1; tmo++) {
+        struct holder h = start_holder(r, 0, 0);
+        kill_holder(h, 1);
+        int rc = -ETIMEDOUT;
+        int64_t end = test_now_ms() + NOTICE_MS;
+        while (rc == -ETIMEDOUT && test_now_ms() < end)
+            rc = mproc_lock_acquire(&r->lock, tmo);
+        CHECK_RC(rc, -EOWNERDEAD);
+        recover(r);
+    }
+}
+
 /* A child that exits normally while holding the lock is a dead holder. */
 TEST(robust_child_exits_holding)
 {

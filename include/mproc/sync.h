@@ -35,7 +35,10 @@
  * (or mproc_rlock_consistent). Until someone does, every acquirer gets
  * -EOWNERDEAD (and the lock), so a repair is never silently skipped. No
  * waiter hangs forever because a holder died: waiters notice a dead holder
- * within about 100 ms even when no further release happens. Locks without
+ * within about 100 ms even when no further release happens, and a thread
+ * that keeps trying (mproc_lock_try, or acquires with timeouts too short
+ * to sleep through a check) notices after a few milliseconds of seeing
+ * the same holder. Locks without
  * MPROC_SHARED are not checked for dead holders (a thread that exits while
  * holding one leaves it held, as with Python's threading.Lock).
  */

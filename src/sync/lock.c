@@ -194,6 +194,46 @@ static int spin_acquire(mproc_lock *l, uint32_t tid, uint32_t extra, int *rc)
     return 0;
 }
 
+/*
+ * A call that gives up on a busy lock (a try, an acquire whose timeout ran
+ * out) must not leave a loop of such calls spinning forever on a dead
+ * holder's shared lock; but asking /proc costs microseconds. So each
+ * thread remembers the last busy (lock, word) it gave up on, and asks only
+ * once the same word has stayed busy for CHECK_FIRST_NS. A failed try
+ * costs one clock read in addition to its CAS.
+ */
+static _Thread_local struct {
+    const mproc_lock *lock;
+    uint32_t word;
+    int64_t check_at;
+} busy_seen;
+
+static bool busy_should_check(const mproc_lock *l, uint32_t w)
+{
+    int64_t now = mproc__now();
+    if (busy_seen.lock != l || busy_seen.word != w) {
+        busy_seen.lock = l;
+        busy_seen.word = w;
+        busy_seen.check_at = now + CHECK_FIRST_NS;
+        return false;
+    }
+    if (now < busy_seen.check_at)
+        return false;
+    busy_seen.check_at = now + CHECK_FIRST_NS;
+    return true;
+}
+
+/* About to give up on l: take it over if its holder died (rate-limited as
+ * above; shared locks only). True if the caller now holds it. */
+static bool give_up_check(mproc_lock *l, uint32_t tid)
+{
+    if (!lock_shared(l))
+        return false;
+    uint32_t w = mproc__load_acquire(&l->_word);
+    return (w & LOCK_TID_MASK) != 0 && busy_should_check(l, w) && holder_dead(l, w) &&
+           take_over(l, &w, tid);
+}
+
 /* Sleep phase. Returns 0 / -EOWNERDEAD (holding) or -ETIMEDOUT, and adds
  * the time spent from the first sleep to the last wake-up to *waited
  * (clock reads happen only around sleeps, never while holding). */
@@ -227,8 +267,12 @@ static int sleep_acquire(mproc_lock *l, uint32_t tid, int64_t deadline, int64_t 
         int r = mproc__futex_wait(&l->_word, w, until, shared);
         last = mproc__now();
         if (r == -ETIMEDOUT) {
-            if (until == deadline)
-                return -ETIMEDOUT;
+            if (until == deadline) {
+                if (!give_up_check(l, tid))
+                    return -ETIMEDOUT;
+                *waited += last - first;
+                return -EOWNERDEAD;
+            }
             /* Time to check on the holder (shared locks only). */
             w = mproc__load_acquire(&l->_word);
             if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid)) {
@@ -274,8 +318,12 @@ static __attribute__((noinline)) int acquire_slow(mproc_lock *l, uint32_t tid, u
         acquired(l, tid, mproc__load_relaxed(&l->_magic)); /* free but OWNER_DIED */
         return rc;
     }
-    if (deadline != MPROC__FOREVER && mproc__now() >= deadline)
-        return -ETIMEDOUT;
+    if (deadline != MPROC__FOREVER && mproc__now() >= deadline) {
+        if (!give_up_check(l, tid))
+            return -ETIMEDOUT;
+        acquired(l, tid, mproc__load_relaxed(&l->_magic));
+        return -EOWNERDEAD;
+    }
     return acquire_contended(l, tid, 0, deadline);
 }
 
@@ -301,34 +349,6 @@ uint32_t *mproc__lock_prepare_requeue(mproc_lock *l)
     return &l->_word;
 }
 
-/*
- * A try never sleeps, but a loop of tries must not spin forever on a
- * dead holder's lock either. Asking /proc costs microseconds, so each
- * thread remembers the last busy (lock, word) it saw and asks only when
- * the same word has stayed busy for CHECK_FIRST_NS. A failed try costs
- * one clock read in addition to the CAS.
- */
-static _Thread_local struct {
-    const mproc_lock *lock;
-    uint32_t word;
-    int64_t check_at;
-} try_seen;
-
-static bool try_should_check(const mproc_lock *l, uint32_t w)
-{
-    int64_t now = mproc__now();
-    if (try_seen.lock != l || try_seen.word != w) {
-        try_seen.lock = l;
-        try_seen.word = w;
-        try_seen.check_at = now + CHECK_FIRST_NS;
-        return false;
-    }
-    if (now < try_seen.check_at)
-        return false;
-    try_seen.check_at = now + CHECK_FIRST_NS;
-    return true;
-}
-
 int mproc__lock_try(mproc_lock *l)
 {
     uint32_t tid = (uint32_t)mproc__tid();
@@ -344,12 +364,9 @@ int mproc__lock_try(mproc_lock *l)
         acquired(l, tid, mproc__load_relaxed(&l->_magic));
         return rc;
     }
-    if ((w & LOCK_TID_MASK) != 0 && lock_shared(l) && try_should_check(l, w)) {
-        w = mproc__load_acquire(&l->_word);
-        if ((w & LOCK_TID_MASK) != 0 && holder_dead(l, w) && take_over(l, &w, tid)) {
-            acquired(l, tid, mproc__load_relaxed(&l->_magic));
-            return -EOWNERDEAD;
-        }
+    if ((w & LOCK_TID_MASK) != 0 && give_up_check(l, tid)) {
+        acquired(l, tid, mproc__load_relaxed(&l->_magic));
+        return -EOWNERDEAD;
     }
     return -EBUSY;
 }
