@@ -2,7 +2,8 @@
  * condicion_carrera.c -- a race condition and its fix (seeds 003/004:
  * "condición de carrera", "sección crítica", Lock).
  *
- * Four threads add 1 to a shared counter 100,000 times each. Without a
+ * Four threads add 1 to a shared counter 100,000 times each, all
+ * starting together at a barrier (threading.Barrier). Without a
  * lock, "read the counter, add one, write it back" from two threads
  * interleaves and increments are lost. With mproc_lock around the
  * critical section the total is exact, and the lock's counters show how
@@ -23,10 +24,12 @@
 static atomic_long contador_sin_lock;
 static long contador_con_lock;
 static mproc_lock lock;
+static mproc_barrier salida; /* all threads start counting together */
 
 static int sumar_sin_lock(void *arg)
 {
     (void)arg;
+    mproc_barrier_wait(&salida, -1);
     for (int i = 0; i < INCREMENTOS; i++) {
         long v = atomic_load_explicit(&contador_sin_lock, memory_order_relaxed);
         atomic_store_explicit(&contador_sin_lock, v + 1, memory_order_relaxed);
@@ -37,6 +40,7 @@ static int sumar_sin_lock(void *arg)
 static int sumar_con_lock(void *arg)
 {
     (void)arg;
+    mproc_barrier_wait(&salida, -1);
     for (int i = 0; i < INCREMENTOS; i++) {
         mproc_lock_acquire(&lock, -1); /* with lock: */
         contador_con_lock++;           /*     sección crítica */
@@ -68,6 +72,7 @@ int main(void)
 {
     const long esperado = (long)HILOS * INCREMENTOS;
     mproc_lock_init(&lock, 0);
+    mproc_barrier_init(&salida, HILOS, 0);
 
     if (correr(sumar_sin_lock) != 0)
         return 1;

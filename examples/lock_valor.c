@@ -23,11 +23,13 @@
 
 struct compartido {
     mproc_lock lock;
-    int valor;       /* Value('i', 0) */
+    mproc_barrier salida; /* the processes start counting together */
+    int valor;            /* Value('i', 0) */
 };
 
 static void trabajador(struct compartido *c)
 {
+    mproc_barrier_wait(&c->salida, -1);
     for (int i = 0; i < INCREMENTOS; i++) {
         mproc_lock_acquire(&c->lock, -1); /* with lock: */
         c->valor += 1;                    /*     val.value += 1 */
@@ -38,7 +40,8 @@ static void trabajador(struct compartido *c)
 int main(void)
 {
     struct compartido *c = mproc_shared_calloc(sizeof *c);
-    if (!c || mproc_lock_init(&c->lock, MPROC_SHARED) != 0) {
+    if (!c || mproc_lock_init(&c->lock, MPROC_SHARED) != 0 ||
+        mproc_barrier_init(&c->salida, PROCESOS, MPROC_SHARED) != 0) {
         perror("memoria compartida");
         return 1;
     }
