@@ -7,6 +7,7 @@
  *   mproc/os.h       error codes, clock, memory shared across fork
  *   mproc/sync.h     lock, rlock, condition, semaphore, event, barrier
  *   mproc/workers.h  threads (and processes)
+ *   mproc/exec.h     executors and futures
  */
 #ifndef MPROC_H
 #define MPROC_H
@@ -14,5 +15,6 @@
 #include "mproc/os.h"
 #include "mproc/sync.h"
 #include "mproc/workers.h"
+#include "mproc/exec.h"
 
 #endif /* MPROC_H */

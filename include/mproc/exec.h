@@ -1,0 +1,270 @@
+/*
+ * mproc/exec.h -- executors and futures (Python's concurrent.futures).
+ *
+ * An executor runs tasks on a pool of workers and hands back a future
+ * for each. A task is
+ *
+ *     int fn(const void *arg, size_t len, mproc_ctx *ctx);
+ *
+ * It returns 0, or a negative code that becomes the future's error
+ * (Python's exception); mproc_fail attaches a message. Its result is a
+ * byte string: mproc_return(ctx, data, len) copies one into the future,
+ * mproc_result_buffer(ctx, len) lets the task write it in place. The same
+ * task runs unchanged on every kind of executor.
+ *
+ * Thread executors (MPROC_THREADS): each worker owns a deque of tasks
+ * (work stealing between workers); tasks submitted from outside the pool
+ * go through a shared lock-free injection queue. A task that waits for a
+ * future of its own executor runs other queued tasks meanwhile, so
+ * recursive task trees cannot deadlock, even with one worker. Idle
+ * workers spin briefly, then sleep on a futex.
+ *
+ * Ownership: every future returned to the caller holds one reference,
+ * dropped with mproc_future_release; the executor keeps its own until the
+ * task has finished and its callbacks have run, so a future may be
+ * released at any time, even before it is done.
+ */
+#ifndef MPROC_EXEC_H
+#define MPROC_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "workers.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_executor mproc_executor;
+typedef struct mproc_future mproc_future;
+typedef struct mproc_ctx mproc_ctx;
+
+/* A task: see the header comment. arg/len are what was submitted. */
+typedef int (*mproc_task_fn)(const void *arg, size_t len, mproc_ctx *ctx);
+
+/* Called on a future when it completes (or is cancelled). */
+typedef void (*mproc_future_cb)(mproc_future *f, void *userdata);
+
+typedef enum mproc_executor_kind {
+    MPROC_THREADS = 0,   /* worker threads in this process */
+} mproc_executor_kind;
+
+/* Options for mproc_executor_create. Zero is the default for every field;
+ * more fields may be added at the end. */
+typedef struct mproc_executor_opts {
+    mproc_executor_kind kind;
+    unsigned workers;    /* 0: the CPUs in this process's affinity mask */
+    /* Run once on each worker before it takes tasks (Python's
+     * initializer). A negative return breaks the executor: pending and
+     * later tasks fail with MPROC_EBROKEN. */
+    int (*initializer)(void *initarg);
+    void *initarg;
+    const char *name;    /* workers are named "<name>-<i>"; default "mproc" */
+} mproc_executor_opts;
+
+/*
+ * mproc_executor_create - start an executor and its workers.
+ * Errors: -EINVAL (NULL out, unknown kind, workers > 4096), -ENOMEM,
+ * -EAGAIN (the system refused a thread; nothing is left running).
+ */
+MPROC_API int mproc_executor_create(mproc_executor **out,
+                                    const mproc_executor_opts *opts);
+
+/*
+ * mproc_executor_shutdown - stop accepting tasks (later submits fail with
+ * MPROC_ESHUTDOWN). With cancel_futures, tasks not yet started are
+ * cancelled (their futures report MPROC_ECANCELLED and run their
+ * callbacks); otherwise every accepted task still runs. Running tasks
+ * always run to the end (mproc_cancel_requested turns true for them when
+ * cancel_futures is set). With wait, returns once every worker has
+ * exited. Calling it again is harmless (a later call may add
+ * cancel_futures or wait). Must not be called from one of the executor's
+ * own tasks with wait = true (-EDEADLK). Errors: -EINVAL, -EDEADLK.
+ */
+MPROC_API int mproc_executor_shutdown(mproc_executor *ex, bool wait,
+                                      bool cancel_futures);
+
+/*
+ * mproc_executor_destroy - shut down (waiting, without cancelling) and
+ * free the executor. Futures the caller still holds stay valid until
+ * released. NULL is a no-op. Must not be called from one of its tasks.
+ */
+MPROC_API void mproc_executor_destroy(mproc_executor *ex);
+
+/* mproc_executor_workers - the number of workers, or -EINVAL. */
+MPROC_API int mproc_executor_workers(const mproc_executor *ex);
+
+/* mproc_submit flags. */
+#define MPROC_COPY_ARG 0x1u /* copy arg[0..len) at submit time */
+
+/* Per-submit options (zero = defaults; more fields may be added). */
+typedef struct mproc_submit_opts {
+    unsigned flags;      /* MPROC_COPY_ARG */
+} mproc_submit_opts;
+
+/*
+ * mproc_submit - schedule fn(arg, len, ctx) and return its future in *out
+ * (out may be NULL: nobody will look at the result).
+ *
+ * Thread executors pass `arg` by reference: the caller keeps arg[0..len)
+ * alive and unchanged until the future is done. mproc_submit_ex with
+ * MPROC_COPY_ARG copies it instead. Thread-safe; callable from tasks.
+ * Errors: -EINVAL (NULL ex/fn, arg NULL with len > 0), MPROC_ESHUTDOWN,
+ * MPROC_EBROKEN, -ENOMEM.
+ */
+MPROC_API int mproc_submit(mproc_executor *ex, mproc_task_fn fn,
+                           const void *arg, size_t len, mproc_future **out);
+
+/* mproc_submit_ex - mproc_submit with options (opts may be NULL). */
+MPROC_API int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn,
+                              const void *arg, size_t len,
+                              const mproc_submit_opts *opts,
+                              mproc_future **out);
+
+/* ---- inside a task ------------------------------------------------- */
+
+/*
+ * mproc_return - set the task's result to a copy of data[0..len)
+ * (replacing any earlier one). Returns 0, -EINVAL (NULL ctx, data NULL
+ * with len > 0), -ENOMEM. Results of up to 48 bytes are stored in the
+ * future itself, with no allocation.
+ */
+MPROC_API int mproc_return(mproc_ctx *ctx, const void *data, size_t len);
+
+/*
+ * mproc_result_buffer - a buffer of len bytes that is the task's result;
+ * the task writes it in place. Valid until the task returns. NULL (with
+ * errno ENOMEM or EINVAL) on failure.
+ */
+MPROC_API void *mproc_result_buffer(mproc_ctx *ctx, size_t len);
+
+/*
+ * mproc_fail - attach a message (printf format, up to 255 bytes kept) to
+ * the task's failure and return `code`, so a task writes
+ *     return mproc_fail(ctx, -EINVAL, "bad row %d", i);
+ * A code >= 0 is returned unchanged and no message is kept.
+ */
+MPROC_API int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* mproc_cancel_requested - true once the executor was shut down with
+ * cancel_futures, or the future was cancelled, while the task runs: a
+ * long task may poll it and stop early. */
+MPROC_API bool mproc_cancel_requested(const mproc_ctx *ctx);
+
+/* mproc_ctx_worker - the index (0 .. workers-1) of the worker running the
+ * task, or -EINVAL. */
+MPROC_API int mproc_ctx_worker(const mproc_ctx *ctx);
+
+/* ---- futures ------------------------------------------------------- */
+
+/*
+ * mproc_future_result - wait at most timeout_ms for the task to finish.
+ * Returns 0 with *data and *len set to its result (data may be NULL when len
+ * is 0; both pointers may be NULL); the bytes belong to the future and
+ * stay valid until it is released. Otherwise returns the task's own
+ * negative code, MPROC_ECANCELLED, MPROC_EBROKEN, -ETIMEDOUT (still
+ * pending or running), or -EINVAL. Called from a task of the same
+ * executor, it runs other tasks while it waits. Thread-safe.
+ */
+MPROC_API int mproc_future_result(mproc_future *f, int64_t timeout_ms,
+                                  const void **data, size_t *len);
+
+/*
+ * mproc_future_error - for a finished future, its outcome without waiting:
+ * *code is 0 (success) or the error (the task's code, MPROC_ECANCELLED,
+ * MPROC_EBROKEN), *message the text from mproc_fail or "" (owned by the
+ * future). Either pointer may be NULL. Returns 0, -EAGAIN when the future
+ * is not finished yet, -EINVAL.
+ */
+MPROC_API int mproc_future_error(mproc_future *f, int *code,
+                                 const char **message);
+
+/*
+ * mproc_future_cancel - cancel a task that has not started. Returns 1 if
+ * it was cancelled (now or before), 0 if it is running or finished,
+ * -EINVAL. A cancelled future's callbacks run (in the calling thread).
+ * On a running task it returns 0 and makes mproc_cancel_requested true
+ * for it, so a long task that polls may stop early.
+ */
+MPROC_API int mproc_future_cancel(mproc_future *f);
+
+/* State queries (snapshots): finished (done, failed or cancelled),
+ * running, cancelled. False for NULL. */
+MPROC_API bool mproc_future_done(const mproc_future *f);
+MPROC_API bool mproc_future_running(const mproc_future *f);
+MPROC_API bool mproc_future_cancelled(const mproc_future *f);
+
+/*
+ * mproc_future_add_done_callback - call cb(f, userdata) exactly once when
+ * the future finishes, is cancelled, or at once (in the calling thread)
+ * if it already has. Callbacks run in the thread that finishes the future
+ * (a worker, or the canceller), in the order added, with no mproc lock
+ * held; they must not block for long. Errors: -EINVAL, -ENOMEM.
+ */
+MPROC_API int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb,
+                                             void *userdata);
+
+/* mproc_future_retain - take one more reference (for handing a future to
+ * another owner). Returns f. */
+MPROC_API mproc_future *mproc_future_retain(mproc_future *f);
+
+/* mproc_future_release - drop one reference; the future is freed when the
+ * last goes (never while its task or its callbacks run). NULL is a no-op. */
+MPROC_API void mproc_future_release(mproc_future *f);
+
+/* ---- waiting for many ---------------------------------------------- */
+
+typedef enum mproc_return_when {
+    MPROC_FIRST_COMPLETED = 1, /* any one finished */
+    MPROC_FIRST_EXCEPTION = 2, /* any one failed or was cancelled, else all finished */
+    MPROC_ALL_COMPLETED = 3,   /* all finished */
+} mproc_return_when;
+
+/*
+ * mproc_wait - wait at most timeout_ms until the futures meet
+ * `return_when` (Python's concurrent.futures.wait). If done is not NULL,
+ * done[i] is set to whether fs[i] had finished when the call returned;
+ * *ndone (if not NULL) counts them. Returns 0 when the condition was met,
+ * -ETIMEDOUT otherwise, -EINVAL (NULL fs with n > 0, NULL entry, bad
+ * return_when). n == 0 returns 0 at once.
+ */
+MPROC_API int mproc_wait(mproc_future *const *fs, size_t n, int64_t timeout_ms,
+                         mproc_return_when return_when, bool *done,
+                         size_t *ndone);
+
+/* Iterator yielding futures as they finish (Python's as_completed). */
+typedef struct mproc_as_completed mproc_as_completed;
+
+/*
+ * mproc_as_completed_create - an iterator over fs[0..n) (the iterator
+ * takes its own references; the caller keeps its own). Each future is
+ * yielded exactly once, in the order they finish (already finished ones
+ * first). Errors: -EINVAL, -ENOMEM.
+ */
+MPROC_API int mproc_as_completed_create(mproc_as_completed **out,
+                                        mproc_future *const *fs, size_t n);
+
+/*
+ * mproc_as_completed_next - wait at most timeout_ms for the next finished
+ * future. Returns 1 with *f set (a borrowed pointer, valid while the
+ * caller holds its own reference or until the iterator is destroyed), 0
+ * when every future has been yielded, -ETIMEDOUT, -EINVAL. One thread
+ * at a time per iterator.
+ */
+MPROC_API int mproc_as_completed_next(mproc_as_completed *it, int64_t timeout_ms,
+                                      mproc_future **f);
+
+/* mproc_as_completed_destroy - free the iterator (futures not yet
+ * finished are simply no longer watched). NULL is a no-op. */
+MPROC_API void mproc_as_completed_destroy(mproc_as_completed *it);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPROC_EXEC_H */

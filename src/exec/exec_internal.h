@@ -1,0 +1,106 @@
+/*
+ * exec/exec_internal.h -- futures and executors, shared by the exec
+ * layer's files (internal).
+ *
+ * A future is created by submit with two references (the caller's and the
+ * scheduler's; one if the caller asked for none). The scheduler's
+ * reference is dropped after the task ran (or was cancelled) and its
+ * callbacks returned, so callbacks may release the caller's reference.
+ *
+ * State machine (`state`, the futex word result waiters sleep on):
+ *     PENDING --worker CAS--> RUNNING --task returns--> DONE
+ *        \--cancel CAS / shutdown(cancel) / broken--> CANCELLED or DONE
+ * Everything a reader needs (code, result, message) is written before the
+ * seq_cst store or CAS that makes the state final, and read after an
+ * acquire load that sees it.
+ *
+ * Executor backends: the future and wait code talks to an executor only
+ * through `mproc__exec_help` (run one queued task on the calling worker)
+ * and the completion path, so a process backend can reuse it.
+ */
+#ifndef MPROC_EXEC_INTERNAL_H
+#define MPROC_EXEC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "exec/queue.h"
+#include "mproc/exec.h"
+
+enum { F_PENDING, F_RUNNING, F_DONE, F_CANCELLED };
+
+#define F_INLINE_RESULT 48 /* results up to this size live in the future */
+#define F_MESSAGE_MAX 256
+
+struct mproc__cb {
+    mproc_future_cb fn;
+    void *userdata;
+};
+
+/* Someone waiting on several futures (mproc_wait, as_completed): told of
+ * each completion under the future's lock, so once it has unregistered
+ * (taking that lock) no notification is still running. */
+struct mproc__waiter {
+    void (*notify)(struct mproc__waiter *w, mproc_future *f);
+    struct mproc__waiter *next, *prev; /* in one future's list */
+};
+
+struct mproc_future {
+    uint32_t state;      /* F_*: futex word */
+    uint32_t sleepers;   /* result() callers about to sleep on `state` */
+    uint32_t refs;
+    uint32_t cancel_req; /* mproc_cancel_requested for this task */
+    mproc_task_fn fn;
+    const void *arg;
+    size_t arg_len;
+    void *arg_copy;      /* owned copy (MPROC_COPY_ARG) or NULL */
+    mproc_executor *ex;  /* compared, never dereferenced, once done */
+    int code;            /* the task's return value when DONE */
+    char *message;       /* from mproc_fail, or NULL */
+    void *data;          /* result bytes: `inline_result` or heap */
+    size_t len;
+    mproc_lock lock;     /* guards the fields below */
+    bool finished;       /* callbacks and waiters have been told */
+    struct mproc__cb cb_first;
+    struct mproc__cb *cb_more;
+    unsigned ncb, cb_cap;
+    struct mproc__waiter *waiters;
+    mproc_future *next;  /* overflow queue link */
+    _Alignas(16) unsigned char inline_result[F_INLINE_RESULT];
+};
+
+struct mproc_ctx {
+    mproc_future *f;
+    int worker;
+    mproc_executor *ex;
+};
+
+/* future.c */
+mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void *arg,
+                                size_t len, bool copy, unsigned refs);
+/* Run the task of a PENDING future on the calling worker (or finish it
+ * as failed with `fail_code` if non-zero, without running it). */
+void mproc__future_run(mproc_future *f, int worker, int fail_code);
+/* Cancel a PENDING future from the scheduler side; true if it was. */
+bool mproc__future_cancel_pending(mproc_future *f);
+/* Register/unregister a waiter; returns true if already finished (then
+ * the waiter was not registered). */
+bool mproc__future_watch(mproc_future *f, struct mproc__waiter *w);
+void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w);
+/* Final state: F_DONE with code, or F_CANCELLED. */
+static inline bool mproc__future_final(uint32_t state)
+{
+    return state >= F_DONE;
+}
+
+/* executor.c */
+/* If the calling thread is a worker of ex, run one queued task and
+ * return true; false if it is not a worker of ex or found nothing. */
+bool mproc__exec_help(mproc_executor *ex);
+/* True if the calling thread is a worker of ex (any executor if NULL). */
+bool mproc__exec_on_worker(const mproc_executor *ex);
+/* Was ex shut down with cancel_futures? */
+bool mproc__exec_cancelling(const mproc_executor *ex);
+
+#endif /* MPROC_EXEC_INTERNAL_H */

@@ -1,0 +1,397 @@
+/*
+ * exec/future.c -- futures: creation, running a task, completion,
+ * callbacks, waiting for one result, cancellation, references.
+ *
+ * Completion (finish) runs in three steps, in this order:
+ *   1. publish code/result and store the final state (seq_cst), then
+ *      wake result() sleepers if any registered (`sleepers`, a Dekker
+ *      pair with the state: a sleeper increments it before re-reading
+ *      the state inside futex_wait, so either we see it or it sees us);
+ *   2. under the future's lock: mark `finished`, notify waiters, take
+ *      the callback list;
+ *   3. with no lock held, run the callbacks in order.
+ * A callback added before step 2 runs in step 3; one added after runs at
+ * once in the adding thread: each runs exactly once.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec/exec_internal.h"
+#include "os/atomic.h"
+#include "os/sys.h"
+
+/* Spin this many rounds on an unfinished future before sleeping: a tiny
+ * task's result usually arrives well before a futex wake-up (~30 us on a
+ * VM) would. */
+#define RESULT_SPIN 2000
+
+mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void *arg,
+                                size_t len, bool copy, unsigned refs)
+{
+    mproc_future *f = malloc(sizeof *f);
+    if (!f)
+        return NULL;
+    f->state = F_PENDING;
+    f->sleepers = 0;
+    f->refs = refs;
+    f->cancel_req = 0;
+    f->fn = fn;
+    f->arg = arg;
+    f->arg_len = len;
+    f->arg_copy = NULL;
+    if (copy && len > 0) {
+        f->arg_copy = malloc(len);
+        if (!f->arg_copy) {
+            free(f);
+            return NULL;
+        }
+        memcpy(f->arg_copy, arg, len);
+        f->arg = f->arg_copy;
+    }
+    f->ex = ex;
+    f->code = 0;
+    f->message = NULL;
+    f->data = NULL;
+    f->len = 0;
+    mproc_lock_init(&f->lock, 0);
+    f->finished = false;
+    f->cb_more = NULL;
+    f->ncb = 0;
+    f->cb_cap = 0;
+    f->waiters = NULL;
+    f->next = NULL;
+    return f;
+}
+
+static void future_free(mproc_future *f)
+{
+    if (f->data && f->data != f->inline_result)
+        free(f->data);
+    free(f->message);
+    free(f->arg_copy);
+    free(f->cb_more);
+    mproc_lock_destroy(&f->lock);
+    free(f);
+}
+
+mproc_future *mproc_future_retain(mproc_future *f)
+{
+    if (f)
+        mproc__fetch_add(&f->refs, 1, __ATOMIC_RELAXED);
+    return f;
+}
+
+void mproc_future_release(mproc_future *f)
+{
+    /* acq_rel: every use of f by an earlier holder happens before the
+     * free by the last one. */
+    if (f && mproc__fetch_sub(&f->refs, 1, __ATOMIC_ACQ_REL) == 1)
+        future_free(f);
+}
+
+/* Steps 2 and 3 of completion (see the top of the file). */
+static void tell_everyone(mproc_future *f)
+{
+    mproc_lock_acquire(&f->lock, -1);
+    f->finished = true;
+    for (struct mproc__waiter *w = f->waiters; w; w = w->next)
+        w->notify(w, f);
+    struct mproc__cb first = f->cb_first, *more = f->cb_more;
+    unsigned n = f->ncb;
+    f->ncb = 0;
+    f->cb_more = NULL;
+    f->cb_cap = 0;
+    mproc_lock_release(&f->lock);
+    for (unsigned i = 0; i < n; i++) {
+        struct mproc__cb *cb = i == 0 ? &first : &more[i - 1];
+        cb->fn(f, cb->userdata);
+    }
+    free(more);
+}
+
+/* Step 1 for a final state reached by a plain store (DONE). */
+static void wake_sleepers(mproc_future *f)
+{
+    if (__atomic_load_n(&f->sleepers, __ATOMIC_SEQ_CST) != 0)
+        mproc__futex_wake(&f->state, INT_MAX, false);
+}
+
+static void finish(mproc_future *f, int code)
+{
+    f->code = code;
+    __atomic_store_n(&f->state, F_DONE, __ATOMIC_SEQ_CST);
+    wake_sleepers(f);
+    tell_everyone(f);
+}
+
+void mproc__future_run(mproc_future *f, int worker, int fail_code)
+{
+    uint32_t pending = F_PENDING;
+    if (!__atomic_compare_exchange_n(&f->state, &pending, F_RUNNING, false,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return; /* cancelled while queued */
+    int code = fail_code;
+    if (code == 0) {
+        struct mproc_ctx ctx = { f, worker, f->ex };
+        code = f->fn(f->arg, f->arg_len, &ctx);
+        if (code > 0)
+            code = 0; /* positive returns are success, as 0 */
+    }
+    finish(f, code);
+}
+
+bool mproc__future_cancel_pending(mproc_future *f)
+{
+    uint32_t pending = F_PENDING;
+    if (!__atomic_compare_exchange_n(&f->state, &pending, F_CANCELLED, false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+        return false;
+    wake_sleepers(f);
+    tell_everyone(f);
+    return true;
+}
+
+int mproc_future_cancel(mproc_future *f)
+{
+    if (!f)
+        return -EINVAL;
+    if (mproc__future_cancel_pending(f))
+        return 1;
+    uint32_t s = mproc__load_acquire(&f->state);
+    if (s == F_RUNNING) /* too late to cancel; the task may still look */
+        mproc__store_relaxed(&f->cancel_req, 1);
+    return s == F_CANCELLED;
+}
+
+bool mproc_future_done(const mproc_future *f)
+{
+    return f && mproc__future_final(mproc__load_acquire(&f->state));
+}
+
+bool mproc_future_running(const mproc_future *f)
+{
+    return f && mproc__load_acquire(&f->state) == F_RUNNING;
+}
+
+bool mproc_future_cancelled(const mproc_future *f)
+{
+    return f && mproc__load_acquire(&f->state) == F_CANCELLED;
+}
+
+/* The outcome of a final future: 0 or its error. */
+static int outcome(const mproc_future *f, uint32_t state)
+{
+    return state == F_CANCELLED ? MPROC_ECANCELLED : f->code;
+}
+
+/* Wait until f is final or the deadline passes; returns the state seen.
+ * A worker of f's executor runs other tasks meanwhile. */
+static uint32_t await_final(mproc_future *f, int64_t deadline)
+{
+    uint32_t s = mproc__load_acquire(&f->state);
+    if (mproc__future_final(s) || (deadline != MPROC__FOREVER && mproc__now() >= deadline))
+        return s;
+    bool helper = mproc__exec_on_worker(f->ex);
+    for (unsigned spin = 0; spin < RESULT_SPIN; spin++) {
+        if (helper && mproc__exec_help(f->ex))
+            spin = 0; /* made progress: keep helping */
+        else
+            mproc__cpu_relax();
+        s = mproc__load_acquire(&f->state);
+        if (mproc__future_final(s))
+            return s;
+    }
+    for (;;) {
+        if (helper && mproc__exec_help(f->ex)) {
+            s = mproc__load_acquire(&f->state);
+            if (mproc__future_final(s))
+                return s;
+            continue;
+        }
+        int64_t until = deadline;
+        if (helper) { /* look for new work every millisecond */
+            int64_t soon = mproc__now() + 1000000;
+            if (soon < until)
+                until = soon;
+        }
+        mproc__fetch_add(&f->sleepers, 1, __ATOMIC_SEQ_CST);
+        s = __atomic_load_n(&f->state, __ATOMIC_SEQ_CST);
+        int r = 0;
+        if (!mproc__future_final(s))
+            r = mproc__futex_wait(&f->state, s, until, false);
+        mproc__fetch_sub(&f->sleepers, 1, __ATOMIC_RELAXED);
+        s = mproc__load_acquire(&f->state);
+        if (mproc__future_final(s))
+            return s;
+        if (r == -ETIMEDOUT && until == deadline)
+            return s;
+    }
+}
+
+int mproc_future_result(mproc_future *f, int64_t timeout_ms, const void **data, size_t *len)
+{
+    if (!f)
+        return -EINVAL;
+    int64_t deadline;
+    int rc = mproc__deadline(timeout_ms, &deadline);
+    if (rc != 0)
+        return rc;
+    uint32_t s = await_final(f, deadline);
+    if (!mproc__future_final(s))
+        return -ETIMEDOUT;
+    rc = outcome(f, s);
+    if (rc == 0) {
+        if (data)
+            *data = f->data;
+        if (len)
+            *len = f->len;
+    }
+    return rc;
+}
+
+int mproc_future_error(mproc_future *f, int *code, const char **message)
+{
+    if (!f)
+        return -EINVAL;
+    uint32_t s = mproc__load_acquire(&f->state);
+    if (!mproc__future_final(s))
+        return -EAGAIN;
+    if (code)
+        *code = outcome(f, s);
+    if (message)
+        *message = f->message ? f->message : "";
+    return 0;
+}
+
+int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb, void *userdata)
+{
+    if (!f || !cb)
+        return -EINVAL;
+    mproc_lock_acquire(&f->lock, -1);
+    if (f->finished) {
+        mproc_lock_release(&f->lock);
+        cb(f, userdata);
+        return 0;
+    }
+    if (f->ncb == 0) {
+        f->cb_first = (struct mproc__cb){ cb, userdata };
+    } else {
+        if (f->ncb - 1 == f->cb_cap) {
+            unsigned cap = f->cb_cap ? f->cb_cap * 2 : 4;
+            struct mproc__cb *more = realloc(f->cb_more, cap * sizeof *more);
+            if (!more) {
+                mproc_lock_release(&f->lock);
+                return -ENOMEM;
+            }
+            f->cb_more = more;
+            f->cb_cap = cap;
+        }
+        f->cb_more[f->ncb - 1] = (struct mproc__cb){ cb, userdata };
+    }
+    f->ncb++;
+    mproc_lock_release(&f->lock);
+    return 0;
+}
+
+bool mproc__future_watch(mproc_future *f, struct mproc__waiter *w)
+{
+    mproc_lock_acquire(&f->lock, -1);
+    bool done = f->finished;
+    if (!done) {
+        w->prev = NULL;
+        w->next = f->waiters;
+        if (f->waiters)
+            f->waiters->prev = w;
+        f->waiters = w;
+    }
+    mproc_lock_release(&f->lock);
+    return done;
+}
+
+void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w)
+{
+    mproc_lock_acquire(&f->lock, -1);
+    /* Still listed unless the future finished: then tell_everyone ran
+     * (and notified us) under this lock, and the list is dead anyway. */
+    if (!f->finished) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            f->waiters = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+    }
+    mproc_lock_release(&f->lock);
+}
+
+/* ---- inside a task ---------------------------------------------------- */
+
+/* Room for a len-byte result in f, replacing any earlier one. */
+static void *result_room(mproc_future *f, size_t len)
+{
+    if (f->data && f->data != f->inline_result)
+        free(f->data);
+    f->data = NULL;
+    f->len = 0;
+    void *p = len <= F_INLINE_RESULT ? f->inline_result : malloc(len);
+    if (!p)
+        return NULL;
+    f->data = p;
+    f->len = len;
+    return p;
+}
+
+int mproc_return(mproc_ctx *ctx, const void *data, size_t len)
+{
+    if (!ctx || (!data && len > 0))
+        return -EINVAL;
+    void *p = result_room(ctx->f, len);
+    if (!p)
+        return -ENOMEM;
+    if (len > 0)
+        memcpy(p, data, len);
+    return 0;
+}
+
+void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
+{
+    if (!ctx) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *p = result_room(ctx->f, len);
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
+{
+    if (!ctx || code >= 0 || !fmt)
+        return code;
+    mproc_future *f = ctx->f;
+    if (!f->message)
+        f->message = malloc(F_MESSAGE_MAX);
+    if (f->message) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(f->message, F_MESSAGE_MAX, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+bool mproc_cancel_requested(const mproc_ctx *ctx)
+{
+    return ctx && (mproc__load_relaxed(&ctx->f->cancel_req) ||
+                   mproc__exec_cancelling(ctx->ex));
+}
+
+int mproc_ctx_worker(const mproc_ctx *ctx)
+{
+    return ctx ? ctx->worker : -EINVAL;
+}
