@@ -264,6 +264,122 @@ MPROC_API int mproc_as_completed_next(mproc_as_completed *it, int64_t timeout_ms
  * finished are simply no longer watched). NULL is a no-op. */
 MPROC_API void mproc_as_completed_destroy(mproc_as_completed *it);
 
+/* ---- pool-style calls: map, imap, apply ---------------------------- */
+
+/* Options for the map family. Zero is the default; more may be added. */
+typedef struct mproc_map_opts {
+    /* Items per task. 0 picks one as Python's Pool does: n / (4 x
+     * workers), rounded up. */
+    size_t chunksize;
+    unsigned flags;  /* MPROC_COPY_ARG: copy the items array at the call */
+} mproc_map_opts;
+
+/* The results of a map: one per item, in item order. */
+typedef struct mproc_results mproc_results;
+
+/* One item's outcome (pointers owned by the results object). */
+typedef struct mproc_item {
+    size_t index;         /* position in the items array */
+    int code;             /* 0, or the item's error (MPROC_ECANCELLED, ...) */
+    const void *data;     /* its result bytes (len may be 0) */
+    size_t len;
+    const char *message;  /* from mproc_fail, or "" */
+} mproc_item;
+
+/*
+ * mproc_map - call fn(items + i * item_size, item_size, ctx) for i in
+ * 0..n-1 on the executor, `chunksize` items per task, and wait for all.
+ * Returns 0 if every item succeeded, else the code of the first failed
+ * item in item order (as Python raises it); in both cases *out receives
+ * the results (NULL on a call error), and every other item's result is
+ * still there. Items are passed by reference (keep them alive until the
+ * call returns; for map_async/imap until the results are complete)
+ * unless MPROC_COPY_ARG. Results of up to 8 bytes are stored without an
+ * allocation. Called from a task, it runs other tasks while it waits.
+ * Errors: -EINVAL (NULL ex/fn/out, items NULL with n > 0, item_size 0 with
+ * n > 0), -ENOMEM, MPROC_ESHUTDOWN, MPROC_EBROKEN.
+ */
+MPROC_API int mproc_map(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                        size_t item_size, size_t n, const mproc_map_opts *opts,
+                        mproc_results **out);
+
+/*
+ * mproc_map_async - start a map and return at once: *out receives the
+ * results object (filled as chunks finish) and *done (if not NULL) a
+ * future that finishes when every item has, with the code mproc_map
+ * would return. callback(done, userdata) runs when it finishes with 0,
+ * error_callback(done, userdata) when it finishes with an error (either
+ * may be NULL; they run on the thread finishing the last chunk).
+ * Errors as mproc_map.
+ */
+MPROC_API int mproc_map_async(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                              size_t item_size, size_t n, const mproc_map_opts *opts,
+                              mproc_future_cb callback, mproc_future_cb error_callback,
+                              void *userdata, mproc_results **out, mproc_future **done);
+
+/* mproc_results_count - number of items, or 0 for NULL. */
+MPROC_API size_t mproc_results_count(const mproc_results *r);
+
+/*
+ * mproc_results_get - item i's outcome into *item. Returns the item's
+ * code (0 on success), -EAGAIN if its chunk has not finished yet, -EINVAL
+ * (NULL, i out of range). Thread-safe once the item is finished.
+ */
+MPROC_API int mproc_results_get(const mproc_results *r, size_t i, mproc_item *item);
+
+/* mproc_results_destroy - drop the caller's results. Chunks still running
+ * finish on their own; their memory is freed after. NULL is a no-op. */
+MPROC_API void mproc_results_destroy(mproc_results *r);
+
+/* Iterator over a map's results as they arrive. */
+typedef struct mproc_imap_iter mproc_imap_iter;
+
+/*
+ * mproc_imap / mproc_imap_unordered - start a map and return an iterator
+ * that yields each item's outcome as soon as it is available: in item
+ * order (imap), or in the order chunks finish (imap_unordered). Errors as
+ * mproc_map.
+ */
+MPROC_API int mproc_imap(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                         size_t item_size, size_t n, const mproc_map_opts *opts,
+                         mproc_imap_iter **out);
+MPROC_API int mproc_imap_unordered(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                                   size_t item_size, size_t n,
+                                   const mproc_map_opts *opts, mproc_imap_iter **out);
+
+/*
+ * mproc_imap_next - wait at most timeout_ms for the next item. Returns 1
+ * with *item filled (check item->code: a failed item is yielded in its
+ * place, and iteration goes on), 0 when all items were yielded,
+ * -ETIMEDOUT, -EINVAL. The item's pointers stay valid until the iterator
+ * is destroyed. One thread at a time per iterator.
+ */
+MPROC_API int mproc_imap_next(mproc_imap_iter *it, int64_t timeout_ms, mproc_item *item);
+
+/* mproc_imap_destroy - free the iterator (the map's remaining chunks
+ * finish on their own). NULL is a no-op. */
+MPROC_API void mproc_imap_destroy(mproc_imap_iter *it);
+
+/*
+ * mproc_apply - run one task and wait for it (Python's Pool.apply).
+ * Returns the task's code (or a submit error); *out (if not NULL)
+ * receives the finished future, whose result the caller reads with
+ * mproc_future_result and then releases.
+ */
+MPROC_API int mproc_apply(mproc_executor *ex, mproc_task_fn fn, const void *arg,
+                          size_t len, mproc_future **out);
+
+/*
+ * mproc_apply_async - submit one task (Python's Pool.apply_async):
+ * callback(f, userdata) runs when it succeeds, error_callback(f, userdata)
+ * when it fails or is cancelled (either may be NULL), in the thread that
+ * finishes it. *out as for mproc_submit. Errors as mproc_submit.
+ */
+MPROC_API int mproc_apply_async(mproc_executor *ex, mproc_task_fn fn, const void *arg,
+                                size_t len, mproc_future_cb callback,
+                                mproc_future_cb error_callback, void *userdata,
+                                mproc_future **out);
+
 #ifdef __cplusplus
 }
 #endif

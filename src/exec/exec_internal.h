@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "exec/queue.h"
@@ -70,10 +71,14 @@ struct mproc_future {
     _Alignas(16) unsigned char inline_result[F_INLINE_RESULT];
 };
 
+/* A task's view of where its result goes: a future, or (f == NULL) item
+ * `item` of a map. */
 struct mproc_ctx {
     mproc_future *f;
     int worker;
     mproc_executor *ex;
+    mproc_results *map;
+    size_t item;
 };
 
 /* future.c */
@@ -88,6 +93,16 @@ bool mproc__future_cancel_pending(mproc_future *f);
  * the waiter was not registered). */
 bool mproc__future_watch(mproc_future *f, struct mproc__waiter *w);
 void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w);
+/* A future that is not a task: created RUNNING (so it cannot be
+ * cancelled) and finished by mproc__future_complete. */
+mproc_future *mproc__future_manual(mproc_executor *ex, unsigned refs);
+void mproc__future_complete(mproc_future *f, int code);
+
+/* map.c: results of a map item, for mproc_return & co. */
+void *mproc__map_item_room(mproc_results *r, size_t i, size_t len);
+void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_list ap);
+bool mproc__map_cancelling(const mproc_results *r);
+
 /* Final state: F_DONE with code, or F_CANCELLED. */
 static inline bool mproc__future_final(uint32_t state)
 {

@@ -128,6 +128,19 @@ static void finish(mproc_future *f, int code)
     tell_everyone(f);
 }
 
+mproc_future *mproc__future_manual(mproc_executor *ex, unsigned refs)
+{
+    mproc_future *f = mproc__future_new(ex, NULL, NULL, 0, false, refs);
+    if (f)
+        f->state = F_RUNNING;
+    return f;
+}
+
+void mproc__future_complete(mproc_future *f, int code)
+{
+    finish(f, code);
+}
+
 void mproc__future_run(mproc_future *f, int worker, int fail_code)
 {
     uint32_t pending = F_PENDING;
@@ -136,7 +149,7 @@ void mproc__future_run(mproc_future *f, int worker, int fail_code)
         return; /* cancelled while queued */
     int code = fail_code;
     if (code == 0) {
-        struct mproc_ctx ctx = { f, worker, f->ex };
+        struct mproc_ctx ctx = { .f = f, .worker = worker, .ex = f->ex };
         code = f->fn(f->arg, f->arg_len, &ctx);
         if (code > 0)
             code = 0; /* positive returns are success, as 0 */
@@ -345,11 +358,17 @@ static void *result_room(mproc_future *f, size_t len)
     return p;
 }
 
+/* Room for the result of whatever ctx stands for. */
+static void *ctx_room(mproc_ctx *ctx, size_t len)
+{
+    return ctx->f ? result_room(ctx->f, len) : mproc__map_item_room(ctx->map, ctx->item, len);
+}
+
 int mproc_return(mproc_ctx *ctx, const void *data, size_t len)
 {
     if (!ctx || (!data && len > 0))
         return -EINVAL;
-    void *p = result_room(ctx->f, len);
+    void *p = ctx_room(ctx, len);
     if (!p)
         return -ENOMEM;
     if (len > 0)
@@ -363,7 +382,7 @@ void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
         errno = EINVAL;
         return NULL;
     }
-    void *p = result_room(ctx->f, len);
+    void *p = ctx_room(ctx, len);
     if (!p)
         errno = ENOMEM;
     return p;
@@ -373,22 +392,29 @@ int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
 {
     if (!ctx || code >= 0 || !fmt)
         return code;
-    mproc_future *f = ctx->f;
-    if (!f->message)
-        f->message = malloc(F_MESSAGE_MAX);
-    if (f->message) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(f->message, F_MESSAGE_MAX, fmt, ap);
-        va_end(ap);
+    va_list ap;
+    va_start(ap, fmt);
+    if (!ctx->f) {
+        mproc__map_item_message(ctx->map, ctx->item, fmt, ap);
+    } else {
+        mproc_future *f = ctx->f;
+        if (!f->message)
+            f->message = malloc(F_MESSAGE_MAX);
+        if (f->message)
+            vsnprintf(f->message, F_MESSAGE_MAX, fmt, ap);
     }
+    va_end(ap);
     return code;
 }
 
 bool mproc_cancel_requested(const mproc_ctx *ctx)
 {
-    return ctx && (mproc__load_relaxed(&ctx->f->cancel_req) ||
-                   mproc__exec_cancelling(ctx->ex));
+    if (!ctx)
+        return false;
+    if (mproc__exec_cancelling(ctx->ex))
+        return true;
+    return ctx->f ? mproc__load_relaxed(&ctx->f->cancel_req) != 0
+                  : mproc__map_cancelling(ctx->map);
 }
 
 int mproc_ctx_worker(const mproc_ctx *ctx)

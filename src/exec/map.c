@@ -1,0 +1,540 @@
+/*
+ * exec/map.c -- the pool-style calls: map, map_async, imap,
+ * imap_unordered, apply, apply_async.
+ *
+ * A map splits its n items into chunks of `chunksize` and submits one
+ * ordinary task per chunk (arg = the results object, len = the chunk's
+ * number). Each item's outcome goes to a 16-byte slot: results of up to 8
+ * bytes live in the slot itself, longer ones on the heap.
+ *
+ * A chunk is accounted for in a done-callback on its future, not in the
+ * task: the callback also runs when the chunk is cancelled (shutdown with
+ * cancel_futures) or failed without running (broken executor), so a map
+ * always completes. Accounting a chunk: mark it done (release), append it
+ * to the completion order, bump the `progress` futex (waking iterators),
+ * and if it was the last, finish the map's `done` future with the code of
+ * the first failed item in item order (tracked as an atomic minimum).
+ *
+ * References: the caller's handle, and one held by the chunks together,
+ * dropped by the last chunk after finishing `done`.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec/exec_internal.h"
+#include "os/atomic.h"
+#include "os/sys.h"
+
+#define SMALL_RESULT 8
+#define NO_FAILURE UINT64_MAX
+#define NOT_YET SIZE_MAX
+
+struct slot {
+    union {
+        void *ptr;
+        unsigned char small[SMALL_RESULT];
+    } u;
+    uint32_t len;
+    int32_t code;
+};
+
+struct mproc_results {
+    uint32_t refs;
+    mproc_executor *ex;
+    mproc_task_fn fn;
+    const unsigned char *items;
+    unsigned char *items_copy;
+    size_t item_size, n, chunksize, nchunks;
+    struct slot *slots;
+    char **messages;         /* per item, allocated at the first failure message */
+    mproc_lock msg_lock;
+    uint8_t *chunk_done;     /* per chunk, set with release when accounted */
+    size_t *order;           /* chunks in the order they were accounted */
+    uint64_t order_tail;
+    uint32_t progress;       /* futex: bumped per accounted chunk */
+    uint32_t sleepers;
+    uint64_t remaining;      /* chunks not accounted yet */
+    uint64_t first_fail;     /* smallest failed item index */
+    uint32_t cancel;
+    mproc_future *done;
+    mproc_future_cb callback, error_callback;
+    void *userdata;
+};
+
+struct mproc_imap_iter {
+    mproc_results *r;
+    bool ordered;
+    size_t next_chunk;  /* ordered: the chunk to wait for next */
+    size_t order_head;  /* unordered: next entry of r->order */
+    size_t pos, end;    /* items of the current chunk still to yield */
+    size_t yielded;
+};
+
+/* ---- results ------------------------------------------------------------ */
+
+static void results_free(mproc_results *r)
+{
+    for (size_t i = 0; r->slots && i < r->n; i++)
+        if (r->slots[i].len > SMALL_RESULT)
+            free(r->slots[i].u.ptr);
+    if (r->messages) {
+        for (size_t i = 0; i < r->n; i++)
+            free(r->messages[i]);
+        free(r->messages);
+    }
+    free(r->slots);
+    free(r->chunk_done);
+    free(r->order);
+    free(r->items_copy);
+    mproc_future_release(r->done);
+    mproc_lock_destroy(&r->msg_lock);
+    free(r);
+}
+
+static void results_release(mproc_results *r)
+{
+    if (r && mproc__fetch_sub(&r->refs, 1, __ATOMIC_ACQ_REL) == 1)
+        results_free(r);
+}
+
+void mproc_results_destroy(mproc_results *r)
+{
+    results_release(r);
+}
+
+size_t mproc_results_count(const mproc_results *r)
+{
+    return r ? r->n : 0;
+}
+
+static bool chunk_ready(const mproc_results *r, size_t k)
+{
+    return mproc__load_acquire(&r->chunk_done[k]) != 0;
+}
+
+static void fill_item(const mproc_results *r, size_t i, mproc_item *item)
+{
+    const struct slot *s = &r->slots[i];
+    item->index = i;
+    item->code = s->code;
+    item->len = s->len;
+    item->data = s->len == 0 ? NULL : s->len <= SMALL_RESULT ? (const void *)s->u.small : s->u.ptr;
+    const char *m = NULL;
+    if (r->messages) {
+        mproc_lock_acquire((mproc_lock *)&r->msg_lock, -1);
+        m = r->messages[i];
+        mproc_lock_release((mproc_lock *)&r->msg_lock);
+    }
+    item->message = m ? m : "";
+}
+
+int mproc_results_get(const mproc_results *r, size_t i, mproc_item *item)
+{
+    if (!r || !item || i >= r->n)
+        return -EINVAL;
+    if (!chunk_ready(r, i / r->chunksize))
+        return -EAGAIN;
+    fill_item(r, i, item);
+    return item->code;
+}
+
+/* ---- inside an item's task (called through mproc_return & co.) ---------- */
+
+void *mproc__map_item_room(mproc_results *r, size_t i, size_t len)
+{
+    struct slot *s = &r->slots[i];
+    if (s->len > SMALL_RESULT)
+        free(s->u.ptr);
+    s->len = 0;
+    if (len > UINT32_MAX)
+        return NULL;
+    void *p = s->u.small;
+    if (len > SMALL_RESULT && !(p = s->u.ptr = malloc(len)))
+        return NULL;
+    s->len = (uint32_t)len;
+    return p;
+}
+
+void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_list ap)
+{
+    char *m = malloc(F_MESSAGE_MAX);
+    if (!m)
+        return;
+    vsnprintf(m, F_MESSAGE_MAX, fmt, ap);
+    mproc_lock_acquire(&r->msg_lock, -1);
+    if (!r->messages)
+        r->messages = calloc(r->n, sizeof *r->messages);
+    if (r->messages) {
+        free(r->messages[i]);
+        r->messages[i] = m;
+        m = NULL;
+    }
+    mproc_lock_release(&r->msg_lock);
+    free(m);
+}
+
+bool mproc__map_cancelling(const mproc_results *r)
+{
+    return mproc__load_relaxed(&r->cancel) != 0;
+}
+
+/* ---- chunks ---------------------------------------------------------------- */
+
+static void note_failure(mproc_results *r, size_t i)
+{
+    uint64_t cur = mproc__load_relaxed(&r->first_fail);
+    while (i < cur && !mproc__cas(&r->first_fail, &cur, i, __ATOMIC_RELAXED))
+        ;
+}
+
+static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
+{
+    mproc_results *r = (mproc_results *)arg;
+    size_t lo = k * r->chunksize, hi = lo + r->chunksize < r->n ? lo + r->chunksize : r->n;
+    for (size_t i = lo; i < hi; i++) {
+        struct mproc_ctx ctx = { .worker = cctx->worker, .ex = cctx->ex, .map = r, .item = i };
+        int code = r->fn(r->items + i * r->item_size, r->item_size, &ctx);
+        if (code > 0)
+            code = 0;
+        r->slots[i].code = code;
+        if (code != 0)
+            note_failure(r, i);
+    }
+    return 0;
+}
+
+/* Account chunk k (see the top of the file); `code` non-zero means its
+ * items did not run and all fail with it. */
+static void account_chunk(mproc_results *r, size_t k, int code)
+{
+    if (code != 0) {
+        size_t lo = k * r->chunksize, hi = lo + r->chunksize < r->n ? lo + r->chunksize : r->n;
+        for (size_t i = lo; i < hi; i++)
+            r->slots[i].code = code;
+        note_failure(r, lo);
+    }
+    mproc__store_release(&r->chunk_done[k], 1);
+    uint64_t pos = mproc__fetch_add(&r->order_tail, 1, __ATOMIC_RELAXED);
+    mproc__store_release(&r->order[pos], k);
+    __atomic_fetch_add(&r->progress, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&r->sleepers, __ATOMIC_SEQ_CST) != 0)
+        mproc__futex_wake(&r->progress, INT_MAX, false);
+    if (mproc__fetch_sub(&r->remaining, 1, __ATOMIC_ACQ_REL) == 1) {
+        uint64_t first = mproc__load_relaxed(&r->first_fail);
+        mproc__future_complete(r->done, first == NO_FAILURE ? 0 : r->slots[first].code);
+        results_release(r); /* the chunks' reference */
+    }
+}
+
+static void chunk_finished(mproc_future *f, void *userdata)
+{
+    int code = 0;
+    mproc_future_error(f, &code, NULL);
+    account_chunk(userdata, f->arg_len, code);
+}
+
+/* Wait until ready(r, arg) or the deadline; a worker of the map's
+ * executor runs other tasks meanwhile. 0 or -ETIMEDOUT. */
+static int wait_progress(mproc_results *r, bool (*ready)(const mproc_results *, size_t),
+                         size_t arg, int64_t deadline)
+{
+    bool helper = mproc__exec_on_worker(r->ex);
+    for (;;) {
+        if (ready(r, arg))
+            return 0;
+        if (helper && mproc__exec_help(r->ex))
+            continue;
+        mproc__fetch_add(&r->sleepers, 1, __ATOMIC_SEQ_CST);
+        uint32_t p = __atomic_load_n(&r->progress, __ATOMIC_SEQ_CST);
+        int rc = 0;
+        int64_t until = deadline;
+        if (helper && mproc__now() + 1000000 < until)
+            until = mproc__now() + 1000000;
+        if (!ready(r, arg))
+            rc = mproc__futex_wait(&r->progress, p, until, false);
+        mproc__fetch_sub(&r->sleepers, 1, __ATOMIC_RELAXED);
+        if (rc == -ETIMEDOUT && until == deadline && !ready(r, arg))
+            return -ETIMEDOUT;
+    }
+}
+
+/* ---- starting a map ------------------------------------------------------------ */
+
+static void dispatch_done(mproc_future *f, void *userdata)
+{
+    mproc_results *r = userdata;
+    int code = 0;
+    mproc_future_error(f, &code, NULL);
+    mproc_future_cb cb = code == 0 ? r->callback : r->error_callback;
+    if (cb)
+        cb(f, r->userdata);
+    results_release(r); /* taken when the dispatcher was registered */
+}
+
+static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                                  size_t item_size, size_t n, const mproc_map_opts *opts)
+{
+    mproc_results *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    mproc_lock_init(&r->msg_lock, 0);
+    r->ex = ex;
+    r->fn = fn;
+    r->items = items;
+    r->item_size = item_size;
+    r->n = n;
+    size_t cs = opts ? opts->chunksize : 0;
+    if (cs == 0) { /* Python's Pool: divmod(n, 4 * workers), rounded up */
+        size_t per = 4 * (size_t)mproc_executor_workers(ex);
+        cs = n / per + (n % per != 0);
+    }
+    r->chunksize = cs ? cs : 1;
+    r->nchunks = n / r->chunksize + (n % r->chunksize != 0);
+    r->first_fail = NO_FAILURE;
+    r->refs = 1;
+    size_t nc = r->nchunks ? r->nchunks : 1;
+    r->slots = calloc(n ? n : 1, sizeof *r->slots);
+    r->chunk_done = calloc(nc, 1);
+    r->order = malloc(nc * sizeof *r->order);
+    r->done = mproc__future_manual(ex, 1);
+    if (opts && (opts->flags & MPROC_COPY_ARG) && n > 0) {
+        r->items_copy = malloc(n * item_size);
+        if (r->items_copy) {
+            memcpy(r->items_copy, items, n * item_size);
+            r->items = r->items_copy;
+        }
+    }
+    if (!r->slots || !r->chunk_done || !r->order || !r->done ||
+        (opts && (opts->flags & MPROC_COPY_ARG) && n > 0 && !r->items_copy)) {
+        results_free(r);
+        return NULL;
+    }
+    for (size_t k = 0; k < nc; k++)
+        r->order[k] = NOT_YET;
+    return r;
+}
+
+static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, size_t item_size,
+                     size_t n, const mproc_map_opts *opts, mproc_results **out)
+{
+    if (!ex || !fn || !out || (n > 0 && (!items || item_size == 0)) ||
+        (n > 0 && item_size > SIZE_MAX / n))
+        return -EINVAL;
+    mproc_results *r = results_new(ex, fn, items, item_size, n, opts);
+    if (!r)
+        return -ENOMEM;
+    r->remaining = r->nchunks;
+    if (r->nchunks == 0) {
+        mproc__future_complete(r->done, 0);
+        *out = r;
+        return 0;
+    }
+    r->refs = 2; /* the caller's and the chunks' */
+    for (size_t k = 0; k < r->nchunks; k++) {
+        mproc_future *cf;
+        int rc = mproc_submit(ex, run_chunk, r, k, &cf);
+        if (rc != 0) {
+            if (k == 0) { /* nothing started: a plain call error */
+                r->refs = 1;
+                results_free(r);
+                return rc;
+            }
+            for (; k < r->nchunks; k++)
+                account_chunk(r, k, rc);
+            break;
+        }
+        mproc_future_add_done_callback(cf, chunk_finished, r); /* first: cannot fail */
+        mproc_future_release(cf);
+    }
+    *out = r;
+    return 0;
+}
+
+int mproc_map_async(mproc_executor *ex, mproc_task_fn fn, const void *items, size_t item_size,
+                    size_t n, const mproc_map_opts *opts, mproc_future_cb callback,
+                    mproc_future_cb error_callback, void *userdata, mproc_results **out,
+                    mproc_future **done)
+{
+    if (done)
+        *done = NULL;
+    if (out)
+        *out = NULL;
+    mproc_results *r;
+    int rc = map_start(ex, fn, items, item_size, n, opts, &r);
+    if (rc != 0)
+        return rc;
+    r->callback = callback;
+    r->error_callback = error_callback;
+    r->userdata = userdata;
+    if (done)
+        *done = mproc_future_retain(r->done);
+    /* Registered after start: if the map already finished, it runs now.
+     * The dispatcher reads r: it holds a reference until it has run. */
+    if (callback || error_callback) {
+        mproc__fetch_add(&r->refs, 1, __ATOMIC_RELAXED);
+        mproc_future_add_done_callback(r->done, dispatch_done, r);
+    }
+    if (out)
+        *out = r;
+    else
+        results_release(r);
+    return 0;
+}
+
+int mproc_map(mproc_executor *ex, mproc_task_fn fn, const void *items, size_t item_size,
+              size_t n, const mproc_map_opts *opts, mproc_results **out)
+{
+    if (!out)
+        return -EINVAL;
+    mproc_future *done;
+    int rc = mproc_map_async(ex, fn, items, item_size, n, opts, NULL, NULL, NULL, out, &done);
+    if (rc != 0)
+        return rc;
+    rc = mproc_future_result(done, -1, NULL, NULL);
+    mproc_future_release(done);
+    return rc;
+}
+
+/* ---- imap ------------------------------------------------------------------ */
+
+static bool order_ready(const mproc_results *r, size_t pos)
+{
+    return mproc__load_acquire(&r->order[pos]) != NOT_YET;
+}
+
+static int imap_start(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                      size_t item_size, size_t n, const mproc_map_opts *opts, bool ordered,
+                      mproc_imap_iter **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    mproc_imap_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return -ENOMEM;
+    int rc = map_start(ex, fn, items, item_size, n, opts, &it->r);
+    if (rc != 0) {
+        free(it);
+        return rc;
+    }
+    it->ordered = ordered;
+    *out = it;
+    return 0;
+}
+
+int mproc_imap(mproc_executor *ex, mproc_task_fn fn, const void *items, size_t item_size,
+               size_t n, const mproc_map_opts *opts, mproc_imap_iter **out)
+{
+    return imap_start(ex, fn, items, item_size, n, opts, true, out);
+}
+
+int mproc_imap_unordered(mproc_executor *ex, mproc_task_fn fn, const void *items,
+                         size_t item_size, size_t n, const mproc_map_opts *opts,
+                         mproc_imap_iter **out)
+{
+    return imap_start(ex, fn, items, item_size, n, opts, false, out);
+}
+
+int mproc_imap_next(mproc_imap_iter *it, int64_t timeout_ms, mproc_item *item)
+{
+    if (!it || !item)
+        return -EINVAL;
+    int64_t deadline;
+    int rc = mproc__deadline(timeout_ms, &deadline);
+    if (rc != 0)
+        return rc;
+    mproc_results *r = it->r;
+    if (it->yielded == r->n)
+        return 0;
+    if (it->pos == it->end) { /* on to the next chunk */
+        size_t k;
+        if (it->ordered) {
+            if ((rc = wait_progress(r, chunk_ready, it->next_chunk, deadline)) != 0)
+                return rc;
+            k = it->next_chunk++;
+        } else {
+            if ((rc = wait_progress(r, order_ready, it->order_head, deadline)) != 0)
+                return rc;
+            k = mproc__load_acquire(&r->order[it->order_head++]);
+        }
+        it->pos = k * r->chunksize;
+        it->end = it->pos + r->chunksize < r->n ? it->pos + r->chunksize : r->n;
+    }
+    fill_item(r, it->pos++, item);
+    it->yielded++;
+    return 1;
+}
+
+void mproc_imap_destroy(mproc_imap_iter *it)
+{
+    if (!it)
+        return;
+    results_release(it->r);
+    free(it);
+}
+
+/* ---- apply ------------------------------------------------------------------ */
+
+int mproc_apply(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
+                mproc_future **out)
+{
+    if (out)
+        *out = NULL;
+    mproc_future *f;
+    int rc = mproc_submit(ex, fn, arg, len, &f);
+    if (rc != 0)
+        return rc;
+    rc = mproc_future_result(f, -1, NULL, NULL);
+    if (out)
+        *out = f;
+    else
+        mproc_future_release(f);
+    return rc;
+}
+
+struct apply_cbs {
+    mproc_future_cb callback, error_callback;
+    void *userdata;
+};
+
+static void apply_dispatch(mproc_future *f, void *userdata)
+{
+    struct apply_cbs *c = userdata;
+    int code = 0;
+    mproc_future_error(f, &code, NULL);
+    mproc_future_cb cb = code == 0 ? c->callback : c->error_callback;
+    void *ud = c->userdata;
+    free(c);
+    if (cb)
+        cb(f, ud);
+}
+
+int mproc_apply_async(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
+                      mproc_future_cb callback, mproc_future_cb error_callback,
+                      void *userdata, mproc_future **out)
+{
+    if (out)
+        *out = NULL;
+    if (!callback && !error_callback)
+        return mproc_submit(ex, fn, arg, len, out);
+    struct apply_cbs *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    *c = (struct apply_cbs){ callback, error_callback, userdata };
+    mproc_future *f;
+    int rc = mproc_submit(ex, fn, arg, len, &f);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    mproc_future_add_done_callback(f, apply_dispatch, c); /* first: cannot fail */
+    if (out)
+        *out = f;
+    else
+        mproc_future_release(f);
+    return 0;
+}
