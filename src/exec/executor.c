@@ -15,10 +15,12 @@
  * VM; a burst of submissions usually comes sooner), then sleeps on an
  * event count: it reads `idle_seq`, registers in `sleepers`, looks for
  * work once more, and futex-waits on `idle_seq`. A submitter publishes
- * its task, then reads `sleepers`; if anyone sleeps it bumps `idle_seq`
- * and wakes one. Both sides put a seq_cst fence between their write and
- * their read, so either the submitter sees the sleeper or the sleeper
- * sees the task (and futex_wait refuses to sleep on a bumped `idle_seq`).
+ * its task, then reads `sleepers` with a read-modify-write; if anyone
+ * sleeps it bumps `idle_seq` and wakes one. Both sides touch `sleepers`
+ * with seq_cst read-modify-writes, which are totally ordered, so either
+ * the submitter sees the sleeper or the sleeper sees the task (and
+ * futex_wait refuses to sleep on a bumped `idle_seq`). No standalone
+ * fences: ThreadSanitizer does not model them (GCC refuses them).
  *
  * Shutdown. `inflight` counts submits between their shutdown check and
  * their enqueue. A worker exits only when shutdown is set, no submit is in
@@ -78,7 +80,7 @@ struct mproc_executor {
     mproc_executor *reg_prev, *reg_next; /* live executors, for exit */
 };
 
-static _Thread_local struct worker *tls_worker;
+static _Thread_local struct worker *tls_worker MPROC__TLS_IE;
 
 /* ---- live executors, shut down at exit ------------------------------- */
 
@@ -233,7 +235,6 @@ static mproc_future *wait_for_task(struct worker *w)
     for (;;) {
         uint32_t seq = mproc__load_acquire(&ex->idle_seq);
         mproc__fetch_add(&ex->sleepers, 1, __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         f = find_task(w);
         bool leave = !f && time_to_exit(ex);
         if (!f && !leave)
@@ -250,8 +251,11 @@ static mproc_future *wait_for_task(struct worker *w)
 
 static void wake(mproc_executor *ex, int n)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&ex->sleepers, __ATOMIC_SEQ_CST) != 0) {
+    /* A read-modify-write, not a load: RMWs of `sleepers` are totally
+     * ordered, so either ours comes after a sleeper's increment (we see
+     * it) or before it (the sleeper's increment reads ours and, through
+     * it, sees the task we published first). */
+    if (__atomic_fetch_add(&ex->sleepers, 0, __ATOMIC_SEQ_CST) != 0) {
         mproc__fetch_add(&ex->idle_seq, 1, __ATOMIC_RELEASE);
         mproc__futex_wake(&ex->idle_seq, n, false);
     }
