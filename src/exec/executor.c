@@ -12,7 +12,9 @@
  *
  * Idle workers. A worker that finds nothing spins for a while with
  * exponential back-off (a futex wake-up costs tens of microseconds on a
- * VM; a burst of submissions usually comes sooner), then sleeps on an
+ * VM; a burst of submissions usually comes sooner) -- at most one spinner
+ * per CPU, so a pool of many I/O workers does not spin its CPUs away --
+ * then sleeps on an
  * event count: it reads `idle_seq`, registers in `sleepers`, looks for
  * work once more, and futex-waits on `idle_seq`. A submitter publishes
  * its task, then reads `sleepers` with a read-modify-write; if anyone
@@ -73,7 +75,8 @@ struct mproc_executor {
     uint32_t cancelling;
     uint32_t broken;
     uint32_t inflight;
-    bool joined;
+    uint32_t spinners;     /* idle workers spinning now */
+    uint32_t max_spinners; /* the CPU count */
     int (*initializer)(void *);
     void *initarg;
     char name[32];
@@ -220,17 +223,25 @@ static void run(struct worker *w, mproc_future *f)
 static mproc_future *wait_for_task(struct worker *w)
 {
     mproc_executor *ex = w->ex;
-    mproc_future *f;
-    unsigned delay = 1;
-    for (unsigned spent = 0; spent < IDLE_SPIN; spent += delay) {
-        for (unsigned j = 0; j < delay; j++)
-            mproc__cpu_relax();
-        if ((f = find_task(w)))
+    mproc_future *f = NULL;
+    /* At most one spinner per CPU: with more workers than CPUs (I/O-bound
+     * pools), spinners would take the CPUs from workers with work. */
+    if (mproc__fetch_add(&ex->spinners, 1, __ATOMIC_RELAXED) < ex->max_spinners) {
+        unsigned delay = 1;
+        bool leave = false;
+        for (unsigned spent = 0; spent < IDLE_SPIN && !f && !leave; spent += delay) {
+            for (unsigned j = 0; j < delay; j++)
+                mproc__cpu_relax();
+            if (!(f = find_task(w)))
+                leave = time_to_exit(ex);
+            if (delay < IDLE_DELAY_MAX)
+                delay *= 2;
+        }
+        mproc__fetch_sub(&ex->spinners, 1, __ATOMIC_RELAXED);
+        if (f || leave)
             return f;
-        if (time_to_exit(ex))
-            return NULL;
-        if (delay < IDLE_DELAY_MAX)
-            delay *= 2;
+    } else {
+        mproc__fetch_sub(&ex->spinners, 1, __ATOMIC_RELAXED);
     }
     for (;;) {
         uint32_t seq = mproc__load_acquire(&ex->idle_seq);
@@ -357,7 +368,8 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
     mproc_executor *ex = calloc(1, sizeof *ex);
     if (!ex)
         return -ENOMEM;
-    ex->nworkers = opts->workers ? opts->workers : cpu_count();
+    ex->max_spinners = cpu_count();
+    ex->nworkers = opts->workers ? opts->workers : ex->max_spinners;
     ex->initializer = opts->initializer;
     ex->initarg = opts->initarg;
     snprintf(ex->name, sizeof ex->name, "%s", opts->name ? opts->name : "mproc");

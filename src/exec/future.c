@@ -172,7 +172,13 @@ int mproc_future_cancel(mproc_future *f)
 {
     if (!f)
         return -EINVAL;
-    if (mproc__future_cancel_pending(f))
+    /* Our own reference while the callbacks run here: the caller's may
+     * be released by one of them, and the scheduler's by a worker that
+     * pops the cancelled task meanwhile. */
+    mproc_future_retain(f);
+    bool cancelled = mproc__future_cancel_pending(f);
+    mproc_future_release(f);
+    if (cancelled)
         return 1;
     uint32_t s = mproc__load_acquire(&f->state);
     if (s == F_RUNNING) /* too late to cancel; the task may still look */

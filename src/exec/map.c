@@ -124,7 +124,8 @@ static void fill_item(const mproc_results *r, size_t i, mproc_item *item)
     item->len = s->len;
     item->data = s->len == 0 ? NULL : s->len <= SMALL_RESULT ? (const void *)s->u.small : s->u.ptr;
     const char *m = NULL;
-    if (r->messages) {
+    /* The array appears (release) at the first message of any item. */
+    if (mproc__load_acquire(&r->messages)) {
         mproc_lock_acquire((mproc_lock *)&r->msg_lock, -1);
         m = r->messages[i];
         mproc_lock_release((mproc_lock *)&r->msg_lock);
@@ -167,7 +168,7 @@ void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_lis
     vsnprintf(m, F_MESSAGE_MAX, fmt, ap);
     mproc_lock_acquire(&r->msg_lock, -1);
     if (!r->messages)
-        r->messages = calloc(r->n, sizeof *r->messages);
+        mproc__store_release(&r->messages, calloc(r->n, sizeof *r->messages));
     if (r->messages) {
         free(r->messages[i]);
         r->messages[i] = m;

@@ -73,6 +73,11 @@ int mproc_wait(mproc_future *const *fs, size_t n, int64_t timeout_ms,
     int rc = mproc__deadline(timeout_ms, &deadline);
     if (rc != 0)
         return rc;
+    if (n == 0) { /* nothing to wait for: every condition holds */
+        if (ndone)
+            *ndone = 0;
+        return 0;
+    }
 
     size_t count;
     bool met = condition_met(fs, n, when, &count);
@@ -103,9 +108,15 @@ int mproc_wait(mproc_future *const *fs, size_t n, int64_t timeout_ms,
             free(slots);
         mproc_event_destroy(&ev);
     }
-    if (done)
-        for (size_t i = 0; i < n; i++)
-            done[i] = mproc_future_done(fs[i]);
+    /* One snapshot for the flags and the count, so they agree (more
+     * futures may have finished since the condition was decided). */
+    count = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool d = mproc_future_done(fs[i]);
+        count += d;
+        if (done)
+            done[i] = d;
+    }
     if (ndone)
         *ndone = count;
     return met ? 0 : -ETIMEDOUT;
