@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# scripts/demo.sh
+# scripts/demo.sh [--quick]
 #
 # Installs missing build tools (scripts/deps.sh), builds mproc into build/
-# (the default build type of CMakeLists.txt), and runs the demo.
-#
-# For now the demo is the examples in examples/ that exist in build/examples/
-# -- threads first, then locks and race conditions, as the lecture notes
-# order them -- each introduced by a header line. To change the demo (e.g.
-# to `mproc bench` once the command exists), edit run_demo below.
+# (the default build type of CMakeLists.txt), and runs the demo:
+#   1. `mproc bench` (about 15-20 s): CPU-bound and I/O-bound tasks on
+#      thread executors, speed-ups and Amdahl's law, measured on this
+#      machine; with --quick, `mproc bench --quick` (under 3 s);
+#   2. the examples in examples/ that exist in build/examples/ -- threads
+#      first, then locks and race conditions, as the lecture notes order
+#      them.
+# Each part is introduced by a header line. To change the demo, edit
+# run_demo below.
 set -euo pipefail
+
+bench_args=()
+case ${1:-} in
+    "") ;;
+    --quick) bench_args=(--quick) ;;
+    *)
+        echo "usage: scripts/demo.sh [--quick]" >&2
+        exit 2
+        ;;
+esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -35,23 +48,41 @@ examples=(
 
 failed=()
 
-# run_example NAME: run build/examples/NAME with a header line and a time
-# limit; remember a failure and go on.
-run_example() {
-    local name=$1 exe=$build/examples/$1 rc=0
+# header TEXT: the line that introduces one part of the demo.
+header() {
     echo
     echo "=============================================================="
-    echo "== $name   (examples/$name.c)"
+    echo "== $1"
     echo "=============================================================="
-    timeout 120 "$exe" || rc=$?
+}
+
+# run_part NAME COMMAND...: run one part with a time limit; remember a
+# failure and go on.
+run_part() {
+    local name=$1 rc=0
+    shift
+    timeout 120 "$@" || rc=$?
     if [ "$rc" -ne 0 ]; then
         echo "== $name: FAILED (exit status $rc)"
         failed+=("$name")
     fi
 }
 
+# run_bench: the `mproc` command's benchmark of the notes' core lesson.
+run_bench() {
+    header "mproc bench ${bench_args[*]}   (src/tools/bench.c)"
+    run_part "mproc bench" "$build/mproc" bench "${bench_args[@]}"
+}
+
+# run_example NAME: run build/examples/NAME with a header line.
+run_example() {
+    header "$1   (examples/$1.c)"
+    run_part "$1" "$build/examples/$1"
+}
+
 run_demo() {
     local name exe ran=0
+    run_bench
     for name in "${examples[@]}"; do
         if [ -x "$build/examples/$name" ]; then
             run_example "$name"
