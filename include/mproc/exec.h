@@ -19,6 +19,10 @@
  * recursive task trees cannot deadlock, even with one worker. Idle
  * workers spin briefly, then sleep on a futex.
  *
+ * At normal exit (return from main, exit()), executors not yet destroyed
+ * are shut down and their accepted tasks run to the end first, as
+ * Python's concurrent.futures does at interpreter exit.
+ *
  * Ownership: every future returned to the caller holds one reference,
  * dropped with mproc_future_release; the executor keeps its own until the
  * task has finished and its callbacks have run, so a future may be
@@ -153,8 +157,8 @@ MPROC_API int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
     ;
 
 /* mproc_cancel_requested - true once the executor was shut down with
- * cancel_futures, or the future was cancelled, while the task runs: a
- * long task may poll it and stop early. */
+ * cancel_futures, or mproc_future_cancel was called on the task's future
+ * while it runs: a long task may poll it and stop early. */
 MPROC_API bool mproc_cancel_requested(const mproc_ctx *ctx);
 
 /* mproc_ctx_worker - the index (0 .. workers-1) of the worker running the
@@ -205,7 +209,10 @@ MPROC_API bool mproc_future_cancelled(const mproc_future *f);
  * the future finishes, is cancelled, or at once (in the calling thread)
  * if it already has. Callbacks run in the thread that finishes the future
  * (a worker, or the canceller), in the order added, with no mproc lock
- * held; they must not block for long. Errors: -EINVAL, -ENOMEM.
+ * held; they must not block for long. A callback added while the
+ * finishing thread is already running the earlier ones runs at once in
+ * the adding thread, possibly before those return (as in Python).
+ * Errors: -EINVAL, -ENOMEM.
  */
 MPROC_API int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb,
                                              void *userdata);
