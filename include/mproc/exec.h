@@ -302,7 +302,8 @@ typedef struct mproc_item {
  * still there. Items are passed by reference (keep them alive until the
  * call returns; for map_async/imap until the results are complete)
  * unless MPROC_COPY_ARG. Results of up to 8 bytes are stored without an
- * allocation. Called from a task, it runs other tasks while it waits.
+ * allocation; an item's result is at most 4 GiB - 1 bytes. The results
+ * object stays usable after the executor is destroyed. Called from a task, it runs other tasks while it waits.
  * Errors: -EINVAL (NULL ex/fn/out, items NULL with n > 0, item_size 0 with
  * n > 0), -ENOMEM, MPROC_ESHUTDOWN, MPROC_EBROKEN.
  */
@@ -316,8 +317,11 @@ MPROC_API int mproc_map(mproc_executor *ex, mproc_task_fn fn, const void *items,
  * future that finishes when every item has, with the code mproc_map
  * would return. callback(done, userdata) runs when it finishes with 0,
  * error_callback(done, userdata) when it finishes with an error (either
- * may be NULL; they run on the thread finishing the last chunk).
- * Errors as mproc_map.
+ * may be NULL; they run on the thread finishing the last chunk). out may
+ * be NULL (nobody reads the results). The done future counts as running
+ * from the start; mproc_future_cancel on it cancels nothing but makes
+ * mproc_cancel_requested true for the items. Errors as mproc_map (a map
+ * of 0 items succeeds even after shutdown, as Python's Executor.map).
  */
 MPROC_API int mproc_map_async(mproc_executor *ex, mproc_task_fn fn, const void *items,
                               size_t item_size, size_t n, const mproc_map_opts *opts,

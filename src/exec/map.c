@@ -59,7 +59,6 @@ struct mproc_results {
     uint32_t sleepers;
     uint64_t remaining;      /* chunks not accounted yet */
     uint64_t first_fail;     /* smallest failed item index */
-    uint32_t cancel;
     mproc_future *done;
     mproc_future_cb callback, error_callback;
     void *userdata;
@@ -180,7 +179,9 @@ void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_lis
 
 bool mproc__map_cancelling(const mproc_results *r)
 {
-    return mproc__load_relaxed(&r->cancel) != 0;
+    /* mproc_future_cancel on the map's done future (which is running
+     * while any item is) asks every item still running to stop early. */
+    return mproc__load_relaxed(&r->done->cancel_req) != 0;
 }
 
 /* ---- chunks ---------------------------------------------------------------- */
