@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +219,8 @@ static uint32_t await_final(mproc_future *f, int64_t deadline)
     for (unsigned spin = 0; spin < RESULT_SPIN; spin++) {
         if (helper && mproc__exec_help(f->ex))
             spin = 0; /* made progress: keep helping */
+        else if (spin % 64 == 63)
+            sched_yield(); /* the worker we woke may share our CPU */
         else
             mproc__cpu_relax();
         s = mproc__load_acquire(&f->state);
