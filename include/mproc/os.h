@@ -71,6 +71,13 @@ MPROC_API const char *mproc_errname(int code);
 MPROC_API int64_t mproc_now_ns(void);
 
 /*
+ * mproc_cpu_count - the number of CPUs this process may run on (its
+ * affinity mask; the online CPUs if that cannot be read). At least 1.
+ * Thread-safe.
+ */
+MPROC_API unsigned mproc_cpu_count(void);
+
+/*
  * mproc_sleep_ms - sleep for at least `ms` milliseconds on the monotonic
  * clock, resuming after signals. ms <= 0 returns at once.
  * Returns 0. Thread-safe.

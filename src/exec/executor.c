@@ -321,15 +321,6 @@ bool mproc__exec_cancelling(const mproc_executor *ex)
 
 /* ---- life cycle -------------------------------------------------------- */
 
-static unsigned cpu_count(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-}
-
 static void free_executor(mproc_executor *ex)
 {
     if (ex->workers) {
@@ -378,7 +369,7 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
     if (!ex)
         return -ENOMEM;
     memset(ex, 0, size);
-    ex->max_spinners = cpu_count();
+    ex->max_spinners = mproc_cpu_count();
     ex->nworkers = opts->workers ? opts->workers : ex->max_spinners;
     ex->initializer = opts->initializer;
     ex->initarg = opts->initarg;

@@ -170,16 +170,6 @@ static double spin_rate(int64_t min_ms)
 /* planning: worker counts and batches                                 */
 /* ------------------------------------------------------------------ */
 
-/* The CPUs this process may run on. */
-static unsigned cpu_count(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return (unsigned)CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-}
-
 /* 1, 2, 4, ... below max, then max. Returns how many. */
 static size_t counts_doubling(unsigned max, unsigned *out)
 {
@@ -792,7 +782,7 @@ int mproc__bench_main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    unsigned cpus = cpu_count();
+    unsigned cpus = mproc_cpu_count();
     struct workload cpu = { .tasks = NULL }, io = { .tasks = NULL };
     struct amdahl a = { .fitted = false };
     if (!o.json) {
