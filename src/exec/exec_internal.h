@@ -61,7 +61,7 @@ struct mproc_future {
     char *message;       /* from mproc_fail, or NULL */
     void *data;          /* result bytes: `inline_result` or heap */
     size_t len;
-    mproc_lock lock;     /* guards the fields below */
+    uint32_t lock;       /* sync/mutex.h; guards the fields below */
     bool finished;       /* callbacks and waiters have been told */
     struct mproc__cb cb_first;
     struct mproc__cb *cb_more;

@@ -24,6 +24,7 @@
 #include "exec/exec_internal.h"
 #include "os/atomic.h"
 #include "os/sys.h"
+#include "sync/mutex.h"
 
 /* Spin this many rounds on an unfinished future before sleeping: a tiny
  * task's result usually arrives well before a futex wake-up (~30 us on a
@@ -58,7 +59,7 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
     f->message = NULL;
     f->data = NULL;
     f->len = 0;
-    mproc_lock_init(&f->lock, 0);
+    f->lock = MPROC__MUTEX_INIT;
     f->finished = false;
     f->cb_more = NULL;
     f->ncb = 0;
@@ -75,7 +76,6 @@ static void future_free(mproc_future *f)
     free(f->message);
     free(f->arg_copy);
     free(f->cb_more);
-    mproc_lock_destroy(&f->lock);
     free(f);
 }
 
@@ -97,7 +97,7 @@ void mproc_future_release(mproc_future *f)
 /* Steps 2 and 3 of completion (see the top of the file). */
 static void tell_everyone(mproc_future *f)
 {
-    mproc_lock_acquire(&f->lock, -1);
+    mproc__mutex_lock(&f->lock);
     f->finished = true;
     for (struct mproc__waiter *w = f->waiters; w; w = w->next)
         w->notify(w, f);
@@ -106,7 +106,7 @@ static void tell_everyone(mproc_future *f)
     f->ncb = 0;
     f->cb_more = NULL;
     f->cb_cap = 0;
-    mproc_lock_release(&f->lock);
+    mproc__mutex_unlock(&f->lock);
     for (unsigned i = 0; i < n; i++) {
         struct mproc__cb *cb = i == 0 ? &first : &more[i - 1];
         cb->fn(f, cb->userdata);
@@ -293,9 +293,9 @@ int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb, void *us
 {
     if (!f || !cb)
         return -EINVAL;
-    mproc_lock_acquire(&f->lock, -1);
+    mproc__mutex_lock(&f->lock);
     if (f->finished) {
-        mproc_lock_release(&f->lock);
+        mproc__mutex_unlock(&f->lock);
         cb(f, userdata);
         return 0;
     }
@@ -306,7 +306,7 @@ int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb, void *us
             unsigned cap = f->cb_cap ? f->cb_cap * 2 : 4;
             struct mproc__cb *more = realloc(f->cb_more, cap * sizeof *more);
             if (!more) {
-                mproc_lock_release(&f->lock);
+                mproc__mutex_unlock(&f->lock);
                 return -ENOMEM;
             }
             f->cb_more = more;
@@ -315,13 +315,13 @@ int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb, void *us
         f->cb_more[f->ncb - 1] = (struct mproc__cb){ cb, userdata };
     }
     f->ncb++;
-    mproc_lock_release(&f->lock);
+    mproc__mutex_unlock(&f->lock);
     return 0;
 }
 
 bool mproc__future_watch(mproc_future *f, struct mproc__waiter *w)
 {
-    mproc_lock_acquire(&f->lock, -1);
+    mproc__mutex_lock(&f->lock);
     bool done = f->finished;
     if (!done) {
         w->prev = NULL;
@@ -330,13 +330,13 @@ bool mproc__future_watch(mproc_future *f, struct mproc__waiter *w)
             f->waiters->prev = w;
         f->waiters = w;
     }
-    mproc_lock_release(&f->lock);
+    mproc__mutex_unlock(&f->lock);
     return done;
 }
 
 void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w)
 {
-    mproc_lock_acquire(&f->lock, -1);
+    mproc__mutex_lock(&f->lock);
     /* Still listed unless the future finished: then tell_everyone ran
      * (and notified us) under this lock, and the list is dead anyway. */
     if (!f->finished) {
@@ -347,7 +347,7 @@ void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w)
         if (w->next)
             w->next->prev = w->prev;
     }
-    mproc_lock_release(&f->lock);
+    mproc__mutex_unlock(&f->lock);
 }
 
 /* ---- inside a task ---------------------------------------------------- */
