@@ -327,14 +327,22 @@ static __attribute__((noinline)) int acquire_slow(mproc_lock *l, uint32_t tid, u
     return acquire_contended(l, tid, 0, deadline);
 }
 
+/* The fast path: one CAS from free to ours. */
+static inline bool take_fast(mproc_lock *l, uint32_t tid, uint32_t magic, uint32_t *w)
+{
+    *w = 0;
+    if (!__builtin_expect(mproc__cas(&l->_word, w, tid, __ATOMIC_ACQUIRE), 1))
+        return false;
+    acquired(l, tid, magic);
+    return true;
+}
+
 int mproc__lock_acquire(mproc_lock *l, int64_t deadline)
 {
     uint32_t tid = (uint32_t)mproc__tid();
-    uint32_t w = 0;
-    if (__builtin_expect(mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE), 1)) {
-        acquired(l, tid, mproc__load_relaxed(&l->_magic));
+    uint32_t w;
+    if (take_fast(l, tid, mproc__load_relaxed(&l->_magic), &w))
         return 0;
-    }
     return acquire_slow(l, tid, w, deadline);
 }
 
@@ -351,24 +359,11 @@ uint32_t *mproc__lock_prepare_requeue(mproc_lock *l)
 
 int mproc__lock_try(mproc_lock *l)
 {
-    uint32_t tid = (uint32_t)mproc__tid();
-    uint32_t w = 0;
-    if (mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE)) {
-        acquired(l, tid, mproc__load_relaxed(&l->_magic));
-        return 0;
-    }
-    if ((w & LOCK_TID_MASK) == tid)
-        return -EDEADLK;
-    int rc;
-    if ((w & LOCK_TID_MASK) == 0 && take_free(l, &w, tid, 0, &rc)) {
-        acquired(l, tid, mproc__load_relaxed(&l->_magic));
-        return rc;
-    }
-    if ((w & LOCK_TID_MASK) != 0 && give_up_check(l, tid)) {
-        acquired(l, tid, mproc__load_relaxed(&l->_magic));
-        return -EOWNERDEAD;
-    }
-    return -EBUSY;
+    /* An acquire whose deadline has passed: it takes a free lock (or a
+     * dead holder's), never waits, and says -EBUSY rather than
+     * -ETIMEDOUT when the lock stays held. */
+    int rc = mproc__lock_acquire(l, 0);
+    return rc == -ETIMEDOUT ? -EBUSY : rc;
 }
 
 static inline int release(mproc_lock *l, uint32_t magic)
@@ -400,11 +395,9 @@ int mproc_lock_acquire(mproc_lock *l, int64_t timeout_ms)
     if ((magic & LOCK_MAGIC_MASK) != LOCK_MAGIC || timeout_ms < -1)
         return -EINVAL;
     uint32_t tid = (uint32_t)mproc__tid();
-    uint32_t w = 0;
-    if (__builtin_expect(mproc__cas(&l->_word, &w, tid, __ATOMIC_ACQUIRE), 1)) {
-        acquired(l, tid, magic);
+    uint32_t w;
+    if (take_fast(l, tid, magic, &w))
         return 0;
-    }
     int64_t deadline;
     mproc__deadline(timeout_ms, &deadline); /* cannot fail: checked above */
     return acquire_slow(l, tid, w, deadline);
