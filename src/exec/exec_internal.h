@@ -115,6 +115,17 @@ static inline bool mproc__future_final(uint32_t state)
 bool mproc__exec_help(mproc_executor *ex);
 /* True if the calling thread is a worker of ex (any executor if NULL). */
 bool mproc__exec_on_worker(const mproc_executor *ex);
+/*
+ * Wait until ready(obj, arg) or the deadline: 0 or -ETIMEDOUT. `word`
+ * is a futex word that changes whenever readiness may have changed, and
+ * `sleepers` its partner: the side making things ready changes `word`
+ * (seq_cst) and then wakes the word's sleepers if `sleepers` is non-zero.
+ * A worker of ex runs queued tasks meanwhile and looks for new ones
+ * every millisecond.
+ */
+int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
+                      bool (*ready)(const void *obj, size_t arg), const void *obj,
+                      size_t arg, int64_t deadline);
 /* Was ex shut down with cancel_futures? */
 bool mproc__exec_cancelling(const mproc_executor *ex);
 

@@ -314,6 +314,33 @@ bool mproc__exec_help(mproc_executor *ex)
     return true;
 }
 
+/* How often a helping worker that found nothing looks again. */
+#define HELP_RECHECK_NS 1000000
+
+int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
+                      bool (*ready)(const void *obj, size_t arg), const void *obj,
+                      size_t arg, int64_t deadline)
+{
+    bool helper = mproc__exec_on_worker(ex);
+    for (;;) {
+        if (ready(obj, arg))
+            return 0;
+        if (helper && mproc__exec_help(ex))
+            continue;
+        int64_t until = deadline;
+        if (helper && mproc__now() + HELP_RECHECK_NS < until)
+            until = mproc__now() + HELP_RECHECK_NS;
+        /* Register, then re-read: the maker changes `word` before reading
+         * `sleepers`, so either it sees us or futex_wait sees the change. */
+        mproc__fetch_add(sleepers, 1, __ATOMIC_SEQ_CST);
+        uint32_t seen = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+        int rc = ready(obj, arg) ? 0 : mproc__futex_wait(word, seen, until, false);
+        mproc__fetch_sub(sleepers, 1, __ATOMIC_RELAXED);
+        if (rc == -ETIMEDOUT && until == deadline && !ready(obj, arg))
+            return -ETIMEDOUT;
+    }
+}
+
 bool mproc__exec_cancelling(const mproc_executor *ex)
 {
     return mproc__load_relaxed(&ex->cancelling) != 0;

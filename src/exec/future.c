@@ -208,6 +208,12 @@ static int outcome(const mproc_future *f, uint32_t state)
     return state == F_CANCELLED ? MPROC_ECANCELLED : f->code;
 }
 
+static bool is_final(const void *f, size_t unused)
+{
+    (void)unused;
+    return mproc__future_final(mproc__load_acquire(&((const mproc_future *)f)->state));
+}
+
 /* Wait until f is final or the deadline passes; returns the state seen.
  * A worker of f's executor runs other tasks meanwhile. */
 static uint32_t await_final(mproc_future *f, int64_t deadline)
@@ -227,31 +233,8 @@ static uint32_t await_final(mproc_future *f, int64_t deadline)
         if (mproc__future_final(s))
             return s;
     }
-    for (;;) {
-        if (helper && mproc__exec_help(f->ex)) {
-            s = mproc__load_acquire(&f->state);
-            if (mproc__future_final(s))
-                return s;
-            continue;
-        }
-        int64_t until = deadline;
-        if (helper) { /* look for new work every millisecond */
-            int64_t soon = mproc__now() + 1000000;
-            if (soon < until)
-                until = soon;
-        }
-        mproc__fetch_add(&f->sleepers, 1, __ATOMIC_SEQ_CST);
-        s = __atomic_load_n(&f->state, __ATOMIC_SEQ_CST);
-        int r = 0;
-        if (!mproc__future_final(s))
-            r = mproc__futex_wait(&f->state, s, until, false);
-        mproc__fetch_sub(&f->sleepers, 1, __ATOMIC_RELAXED);
-        s = mproc__load_acquire(&f->state);
-        if (mproc__future_final(s))
-            return s;
-        if (r == -ETIMEDOUT && until == deadline)
-            return s;
-    }
+    mproc__exec_await(f->ex, &f->state, &f->sleepers, is_final, f, 0, deadline);
+    return mproc__load_acquire(&f->state);
 }
 
 int mproc_future_result(mproc_future *f, int64_t timeout_ms, const void **data, size_t *len)

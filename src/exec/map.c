@@ -110,8 +110,9 @@ size_t mproc_results_count(const mproc_results *r)
     return r ? r->n : 0;
 }
 
-static bool chunk_ready(const mproc_results *r, size_t k)
+static bool chunk_ready(const void *results, size_t k)
 {
+    const mproc_results *r = results;
     return mproc__load_acquire(&r->chunk_done[k]) != 0;
 }
 
@@ -239,29 +240,11 @@ static void chunk_finished(mproc_future *f, void *userdata)
     account_chunk(userdata, f->arg_len, code);
 }
 
-/* Wait until ready(r, arg) or the deadline; a worker of the map's
- * executor runs other tasks meanwhile. 0 or -ETIMEDOUT. */
-static int wait_progress(mproc_results *r, bool (*ready)(const mproc_results *, size_t),
-                         size_t arg, int64_t deadline)
+/* Wait until ready(r, arg) or the deadline: 0 or -ETIMEDOUT. */
+static int wait_progress(mproc_results *r, bool (*ready)(const void *, size_t), size_t arg,
+                         int64_t deadline)
 {
-    bool helper = mproc__exec_on_worker(r->ex);
-    for (;;) {
-        if (ready(r, arg))
-            return 0;
-        if (helper && mproc__exec_help(r->ex))
-            continue;
-        mproc__fetch_add(&r->sleepers, 1, __ATOMIC_SEQ_CST);
-        uint32_t p = __atomic_load_n(&r->progress, __ATOMIC_SEQ_CST);
-        int rc = 0;
-        int64_t until = deadline;
-        if (helper && mproc__now() + 1000000 < until)
-            until = mproc__now() + 1000000;
-        if (!ready(r, arg))
-            rc = mproc__futex_wait(&r->progress, p, until, false);
-        mproc__fetch_sub(&r->sleepers, 1, __ATOMIC_RELAXED);
-        if (rc == -ETIMEDOUT && until == deadline && !ready(r, arg))
-            return -ETIMEDOUT;
-    }
+    return mproc__exec_await(r->ex, &r->progress, &r->sleepers, ready, r, arg, deadline);
 }
 
 /* ---- starting a map ------------------------------------------------------------ */
@@ -403,8 +386,9 @@ int mproc_map(mproc_executor *ex, mproc_task_fn fn, const void *items, size_t it
 
 /* ---- imap ------------------------------------------------------------------ */
 
-static bool order_ready(const mproc_results *r, size_t pos)
+static bool order_ready(const void *results, size_t pos)
 {
+    const mproc_results *r = results;
     return mproc__load_acquire(&r->order[pos]) != NOT_YET;
 }
 
