@@ -187,6 +187,12 @@ bool mproc__map_cancelling(const mproc_results *r)
 
 /* ---- chunks ---------------------------------------------------------------- */
 
+/* One past the last item of the chunk starting at item lo. */
+static size_t chunk_end(const mproc_results *r, size_t lo)
+{
+    return r->n - lo > r->chunksize ? lo + r->chunksize : r->n;
+}
+
 static void note_failure(mproc_results *r, size_t i)
 {
     uint64_t cur = mproc__load_relaxed(&r->first_fail);
@@ -197,7 +203,7 @@ static void note_failure(mproc_results *r, size_t i)
 static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
 {
     mproc_results *r = (mproc_results *)arg;
-    size_t lo = k * r->chunksize, hi = lo + r->chunksize < r->n ? lo + r->chunksize : r->n;
+    size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
     for (size_t i = lo; i < hi; i++) {
         struct mproc_ctx ctx = { .worker = cctx->worker, .ex = cctx->ex, .map = r, .item = i };
         int code = r->fn(r->items + i * r->item_size, r->item_size, &ctx);
@@ -215,7 +221,7 @@ static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
 static void account_chunk(mproc_results *r, size_t k, int code)
 {
     if (code != 0) {
-        size_t lo = k * r->chunksize, hi = lo + r->chunksize < r->n ? lo + r->chunksize : r->n;
+        size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
         for (size_t i = lo; i < hi; i++)
             r->slots[i].code = code;
         note_failure(r, lo);
@@ -448,7 +454,7 @@ int mproc_imap_next(mproc_imap_iter *it, int64_t timeout_ms, mproc_item *item)
             k = mproc__load_acquire(&r->order[it->order_head++]);
         }
         it->pos = k * r->chunksize;
-        it->end = it->pos + r->chunksize < r->n ? it->pos + r->chunksize : r->n;
+        it->end = chunk_end(r, it->pos);
     }
     fill_item(r, it->pos++, item);
     it->yielded++;

@@ -287,9 +287,5 @@ int mproc_shared_free(void *p)
     if (!p)
         return 0;
     mproc__arena *a = mproc__shared_arena();
-    if (!a)
-        return -EINVAL;
-    if ((char *)p < (char *)a || (char *)p >= (char *)a + a->size)
-        return -EINVAL;
-    return mproc__arena_free(a, p);
+    return a ? mproc__arena_free(a, p) : -EINVAL;
 }

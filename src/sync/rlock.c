@@ -75,13 +75,9 @@ int mproc_rlock_try(mproc_rlock *r)
 {
     if (!rlock_valid(r))
         return -EINVAL;
-    if (mproc__lock_owned(&r->_lock)) {
-        if (r->_count == UINT32_MAX)
-            return -EOVERFLOW;
-        r->_count++;
-        return 0;
-    }
-    return enter(r, mproc__lock_try(&r->_lock));
+    /* As for locks: an acquire whose deadline has passed. */
+    int rc = mproc__rlock_acquire(r, 0);
+    return rc == -ETIMEDOUT ? -EBUSY : rc;
 }
 
 int mproc_rlock_release(mproc_rlock *r)
