@@ -113,7 +113,7 @@ static inline bool mproc__future_final(uint32_t state)
 /* If the calling thread is a worker of ex, run one queued task and
  * return true; false if it is not a worker of ex or found nothing. */
 bool mproc__exec_help(mproc_executor *ex);
-/* True if the calling thread is a worker of ex (any executor if NULL). */
+/* True if the calling thread is a worker of ex (compared, not dereferenced). */
 bool mproc__exec_on_worker(const mproc_executor *ex);
 /*
  * Wait until ready(obj, arg) or the deadline: 0 or -ETIMEDOUT. `word`

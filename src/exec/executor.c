@@ -299,7 +299,7 @@ static int worker_main(void *arg)
 bool mproc__exec_on_worker(const mproc_executor *ex)
 {
     struct worker *w = tls_worker;
-    return w && (!ex || w->ex == ex);
+    return w && w->ex == ex;
 }
 
 bool mproc__exec_help(mproc_executor *ex)
