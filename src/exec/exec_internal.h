@@ -72,13 +72,17 @@ struct mproc_future {
 };
 
 /* A task's view of where its result goes: a future, or (f == NULL) item
- * `item` of a map. */
+ * `item` of a map. `slot`, when not NULL, is where a result of exactly
+ * `slot_len` bytes goes directly (a map with fixed-size results); any
+ * other length takes the general path. */
 struct mproc_ctx {
     mproc_future *f;
     int worker;
     mproc_executor *ex;
     mproc_results *map;
     size_t item;
+    void *slot;
+    size_t slot_len;
 };
 
 /* future.c */

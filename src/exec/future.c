@@ -353,6 +353,8 @@ static void *result_room(mproc_future *f, size_t len)
 /* Room for the result of whatever ctx stands for. */
 static void *ctx_room(mproc_ctx *ctx, size_t len)
 {
+    if (ctx->slot && len == ctx->slot_len)
+        return ctx->slot;
     return ctx->f ? result_room(ctx->f, len) : mproc__map_item_room(ctx->map, ctx->item, len);
 }
 
