@@ -19,11 +19,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Each queue keeps its read-only fields, the index consumers write and
+ * the index producers write on three separate cache lines: a field read
+ * on every poll must not share a line with an index written on every
+ * operation (bench_exec measured the ring's put missing on every call
+ * when `cells` sat beside `tail`). */
 typedef struct mproc__deque {
-    _Alignas(64) int64_t top;    /* next to steal; only ever grows */
-    _Alignas(64) int64_t bottom; /* next free slot; owner only writes */
     void **slots;
     int64_t mask;                /* capacity - 1 (a power of two) */
+    _Alignas(64) int64_t top;    /* next to steal; only ever grows */
+    _Alignas(64) int64_t bottom; /* next free slot; owner only writes */
 } mproc__deque;
 
 /* Returns 0 or -ENOMEM. cap_log2: capacity is 1 << cap_log2. */
@@ -44,10 +49,10 @@ typedef struct mproc__ring_cell {
 } mproc__ring_cell;
 
 typedef struct mproc__ring {
-    _Alignas(64) uint64_t head;  /* next to dequeue */
-    _Alignas(64) uint64_t tail;  /* next to enqueue */
     mproc__ring_cell *cells;
     uint64_t mask;
+    _Alignas(64) uint64_t head;  /* next to dequeue */
+    _Alignas(64) uint64_t tail;  /* next to enqueue */
 } mproc__ring;
 
 int mproc__ring_init(mproc__ring *r, unsigned cap_log2);
