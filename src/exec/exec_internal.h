@@ -85,6 +85,11 @@ struct mproc_ctx {
     size_t slot_len;
 };
 
+/* pool.c: memory for futures, kept for reuse (any thread may recycle
+ * a block another allocated). */
+void *mproc__future_alloc(void);
+void mproc__future_recycle(void *p);
+
 /* future.c */
 mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void *arg,
                                 size_t len, bool copy, unsigned refs);

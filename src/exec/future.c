@@ -34,7 +34,7 @@
 mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void *arg,
                                 size_t len, bool copy, unsigned refs)
 {
-    mproc_future *f = malloc(sizeof *f);
+    mproc_future *f = mproc__future_alloc();
     if (!f)
         return NULL;
     f->state = F_PENDING;
@@ -48,7 +48,7 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
     if (copy && len > 0) {
         f->arg_copy = malloc(len);
         if (!f->arg_copy) {
-            free(f);
+            mproc__future_recycle(f);
             return NULL;
         }
         memcpy(f->arg_copy, arg, len);
@@ -76,7 +76,7 @@ static void future_free(mproc_future *f)
     free(f->message);
     free(f->arg_copy);
     free(f->cb_more);
-    free(f);
+    mproc__future_recycle(f);
 }
 
 mproc_future *mproc_future_retain(mproc_future *f)
