@@ -14,9 +14,9 @@
  * seq_cst store or CAS that makes the state final, and read after an
  * acquire load that sees it.
  *
- * Executor backends: the future and wait code talks to an executor only
- * through `mproc__exec_help` (run one queued task on the calling worker)
- * and the completion path, so a process backend can reuse it.
+ * Executor backends (below): the future, wait and map code talks to an
+ * executor only through executor.c, never to a backend directly, so a
+ * process backend reuses all of it.
  */
 #ifndef MPROC_EXEC_INTERNAL_H
 #define MPROC_EXEC_INTERNAL_H
@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "exec/queue.h"
+#include "os/sys.h"
 #include "mproc/exec.h"
 
 enum { F_PENDING, F_RUNNING, F_DONE, F_CANCELLED };
@@ -118,6 +119,59 @@ static inline bool mproc__future_final(uint32_t state)
     return state >= F_DONE;
 }
 
+/* ---- executors and their backends ------------------------------------ */
+
+/*
+ * A backend is where an executor's tasks run. executor.c does what every
+ * kind shares -- checking arguments, the shutdown and broken states, the
+ * count of submits in flight, the list of live executors shut down at
+ * exit, creating futures -- and calls the backend to queue and run them.
+ * The thread backend is threads.c; a backend's executor embeds struct
+ * mproc_executor as its first member.
+ */
+struct mproc__backend {
+    /* Allocate an executor for opts (opts->workers already resolved, not
+     * 0) with its common part zeroed, and start its workers. Returns 0 or
+     * a negative code with nothing left behind. */
+    int (*create)(const mproc_executor_opts *opts, mproc_executor **out);
+    /* Queue PENDING future f, passing the scheduler's reference. Never
+     * fails: a backend keeps an unbounded overflow. */
+    void (*enqueue)(mproc_executor *ex, mproc_future *f);
+    /* Called on one of ex's workers (mproc__exec_worker == ex): run one
+     * queued task and return true, or false if there was none. */
+    bool (*help)(mproc_executor *ex);
+    /* `shutdown` is set: cancel every queued task if ex->cancelling,
+     * wake idle workers, and if wait, return once every worker is done. */
+    void (*shutdown)(mproc_executor *ex, bool wait);
+    /* Free an executor whose workers are gone. */
+    void (*destroy)(mproc_executor *ex);
+};
+
+extern const struct mproc__backend mproc__thread_backend;
+
+/* The executor the calling thread is a worker of, or NULL: set by the
+ * backend on its worker threads. Futures and results may outlive their
+ * executor, so code holding a possibly dead executor pointer compares it
+ * with this and dereferences it only when equal. */
+extern _Thread_local mproc_executor *mproc__exec_worker MPROC__TLS_IE;
+
+/* The part of every executor that executor.c manages. Read-mostly fields
+ * first; `inflight`, written by every submit, on its own cache line. */
+struct mproc_executor {
+    const struct mproc__backend *be;
+    unsigned nworkers;
+    uint32_t shutdown;   /* seq_cst: no new submits */
+    uint32_t cancelling; /* shutdown with cancel_futures */
+    uint32_t broken;     /* an initializer failed: tasks fail */
+    int (*initializer)(void *);
+    void *initarg;
+    char name[32];
+    mproc_executor *reg_prev, *reg_next; /* live executors, for exit */
+    /* Submits between their shutdown check and their enqueue: a worker
+     * may leave only when shutdown is set and this is 0 (both seq_cst). */
+    _Alignas(64) uint32_t inflight;
+};
+
 /* executor.c */
 /* If the calling thread is a worker of ex, run one queued task and
  * return true; false if it is not a worker of ex or found nothing. */
@@ -137,5 +191,8 @@ int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
                       size_t arg, int64_t deadline);
 /* Was ex shut down with cancel_futures? */
 bool mproc__exec_cancelling(const mproc_executor *ex);
+/* Run a task a backend dequeued, on its worker `worker`, and drop the
+ * scheduler's reference (fails it with MPROC_EBROKEN if ex is broken). */
+void mproc__exec_run(mproc_executor *ex, mproc_future *f, int worker);
 
 #endif /* MPROC_EXEC_INTERNAL_H */
