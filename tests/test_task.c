@@ -158,7 +158,7 @@ static unsigned char dummy_arg[1 << 20];
 
 TEST(return_small_and_large)
 {
-    static const size_t sizes[] = { 0, 1, 7, 47, 48, 49, 64, 4096, 65536, 1 << 20 };
+    static const size_t sizes[] = { 0, 1, 7, 23, 24, 25, 47, 48, 49, 64, 4096, 65536, 1 << 20 };
     enum { N = sizeof sizes / sizeof sizes[0] };
     mproc_executor *ex = make_ex(2);
     mproc_future *fr[N], *fb[N];

@@ -132,7 +132,7 @@ MPROC_API int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn,
 /*
  * mproc_return - set the task's result to a copy of data[0..len)
  * (replacing any earlier one). Returns 0, -EINVAL (NULL ctx, data NULL
- * with len > 0), -ENOMEM. Results of up to 48 bytes are stored in the
+ * with len > 0), -ENOMEM. Results of up to 24 bytes are stored in the
  * future itself, with no allocation.
  */
 MPROC_API int mproc_return(mproc_ctx *ctx, const void *data, size_t len);

@@ -32,7 +32,7 @@
 
 enum { F_PENDING, F_RUNNING, F_DONE, F_CANCELLED };
 
-#define F_INLINE_RESULT 48 /* results up to this size live in the future */
+#define F_INLINE_RESULT 24 /* results up to this size live in the future */
 #define F_MESSAGE_MAX 256
 
 struct mproc__cb {
@@ -48,29 +48,40 @@ struct mproc__waiter {
     struct mproc__waiter *next, *prev; /* in one future's list */
 };
 
+/* What few futures need: a failure message, more than one callback. */
+struct mproc__future_rare {
+    char *message;             /* from mproc_fail, or NULL */
+    struct mproc__cb *cb_more; /* callbacks after the first, cb_cap slots */
+    unsigned cb_cap;
+};
+
+/* Two cache lines (checked below); freed ones are recycled (pool.c). */
 struct mproc_future {
     uint32_t state;      /* F_*: futex word */
     uint32_t sleepers;   /* result() callers about to sleep on `state` */
     uint32_t refs;
     uint32_t cancel_req; /* mproc_cancel_requested for this task */
+    uint32_t lock;       /* sync/mutex.h; guards finished, callbacks, waiters, rare */
+    int code;            /* the task's return value when DONE */
+    unsigned ncb;        /* callbacks registered: cb_first, then rare->cb_more */
+    bool finished;       /* callbacks and waiters have been told */
+    bool owns_arg;       /* arg is our copy (MPROC_COPY_ARG) */
     mproc_task_fn fn;
     const void *arg;
     size_t arg_len;
-    void *arg_copy;      /* owned copy (MPROC_COPY_ARG) or NULL */
     mproc_executor *ex;  /* compared, never dereferenced, once done */
-    int code;            /* the task's return value when DONE */
-    char *message;       /* from mproc_fail, or NULL */
-    void *data;          /* result bytes: `inline_result` or heap */
-    size_t len;
-    uint32_t lock;       /* sync/mutex.h; guards the fields below */
-    bool finished;       /* callbacks and waiters have been told */
+    size_t len;          /* result length */
     struct mproc__cb cb_first;
-    struct mproc__cb *cb_more;
-    unsigned ncb, cb_cap;
     struct mproc__waiter *waiters;
-    mproc_future *next;  /* overflow queue link */
-    _Alignas(16) unsigned char inline_result[F_INLINE_RESULT];
+    struct mproc__future_rare *rare; /* NULL until needed */
+    union {
+        mproc_future *next; /* overflow queue link, while PENDING */
+        void *heap;         /* the result, when len > F_INLINE_RESULT */
+        unsigned char inline_result[F_INLINE_RESULT];
+    } u;
 };
+
+_Static_assert(sizeof(struct mproc_future) == 128, "a future is two cache lines");
 
 /* A task's view of where its result goes: a future, or (f == NULL) item
  * `item` of a map. `slot`, when not NULL, is where a result of exactly

@@ -41,42 +41,53 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
     f->sleepers = 0;
     f->refs = refs;
     f->cancel_req = 0;
+    f->lock = MPROC__MUTEX_INIT;
+    f->code = 0;
+    f->ncb = 0;
+    f->finished = false;
+    f->owns_arg = false;
     f->fn = fn;
     f->arg = arg;
     f->arg_len = len;
-    f->arg_copy = NULL;
     if (copy && len > 0) {
-        f->arg_copy = malloc(len);
-        if (!f->arg_copy) {
+        void *c = malloc(len);
+        if (!c) {
             mproc__future_recycle(f);
             return NULL;
         }
-        memcpy(f->arg_copy, arg, len);
-        f->arg = f->arg_copy;
+        memcpy(c, arg, len);
+        f->arg = c;
+        f->owns_arg = true;
     }
     f->ex = ex;
-    f->code = 0;
-    f->message = NULL;
-    f->data = NULL;
     f->len = 0;
-    f->lock = MPROC__MUTEX_INIT;
-    f->finished = false;
-    f->cb_more = NULL;
-    f->ncb = 0;
-    f->cb_cap = 0;
     f->waiters = NULL;
-    f->next = NULL;
+    f->rare = NULL;
+    f->u.next = NULL;
     return f;
 }
 
 static void future_free(mproc_future *f)
 {
-    if (f->data && f->data != f->inline_result)
-        free(f->data);
-    free(f->message);
-    free(f->arg_copy);
-    free(f->cb_more);
+    if (f->len > F_INLINE_RESULT)
+        free(f->u.heap);
+    if (f->owns_arg)
+        free((void *)f->arg);
+    if (f->rare) {
+        free(f->rare->message);
+        free(f->rare->cb_more);
+        free(f->rare);
+    }
     mproc__future_recycle(f);
+}
+
+/* f's rare part, created if needed (NULL if out of memory); under the
+ * future's lock. */
+static struct mproc__future_rare *rare_of(mproc_future *f)
+{
+    if (!f->rare)
+        f->rare = calloc(1, sizeof *f->rare);
+    return f->rare;
 }
 
 mproc_future *mproc_future_retain(mproc_future *f)
@@ -101,11 +112,14 @@ static void tell_everyone(mproc_future *f)
     f->finished = true;
     for (struct mproc__waiter *w = f->waiters; w; w = w->next)
         w->notify(w, f);
-    struct mproc__cb first = f->cb_first, *more = f->cb_more;
+    struct mproc__cb first = f->cb_first, *more = NULL;
     unsigned n = f->ncb;
     f->ncb = 0;
-    f->cb_more = NULL;
-    f->cb_cap = 0;
+    if (f->rare) {
+        more = f->rare->cb_more;
+        f->rare->cb_more = NULL;
+        f->rare->cb_cap = 0;
+    }
     mproc__mutex_unlock(&f->lock);
     for (unsigned i = 0; i < n; i++) {
         struct mproc__cb *cb = i == 0 ? &first : &more[i - 1];
@@ -251,7 +265,9 @@ int mproc_future_result(mproc_future *f, int64_t timeout_ms, const void **data, 
     rc = outcome(f, s);
     if (rc == 0) {
         if (data)
-            *data = f->data;
+            *data = f->len == 0                 ? NULL
+                    : f->len > F_INLINE_RESULT ? f->u.heap
+                                               : f->u.inline_result;
         if (len)
             *len = f->len;
     }
@@ -268,7 +284,7 @@ int mproc_future_error(mproc_future *f, int *code, const char **message)
     if (code)
         *code = outcome(f, s);
     if (message)
-        *message = f->message ? f->message : "";
+        *message = f->rare && f->rare->message ? f->rare->message : "";
     return 0;
 }
 
@@ -285,17 +301,22 @@ int mproc_future_add_done_callback(mproc_future *f, mproc_future_cb cb, void *us
     if (f->ncb == 0) {
         f->cb_first = (struct mproc__cb){ cb, userdata };
     } else {
-        if (f->ncb - 1 == f->cb_cap) {
-            unsigned cap = f->cb_cap ? f->cb_cap * 2 : 4;
-            struct mproc__cb *more = realloc(f->cb_more, cap * sizeof *more);
-            if (!more) {
-                mproc__mutex_unlock(&f->lock);
-                return -ENOMEM;
+        struct mproc__future_rare *r = rare_of(f);
+        if (r && f->ncb - 1 == r->cb_cap) {
+            unsigned cap = r->cb_cap ? r->cb_cap * 2 : 4;
+            struct mproc__cb *more = realloc(r->cb_more, cap * sizeof *more);
+            if (more) {
+                r->cb_more = more;
+                r->cb_cap = cap;
+            } else {
+                r = NULL;
             }
-            f->cb_more = more;
-            f->cb_cap = cap;
         }
-        f->cb_more[f->ncb - 1] = (struct mproc__cb){ cb, userdata };
+        if (!r) {
+            mproc__mutex_unlock(&f->lock);
+            return -ENOMEM;
+        }
+        r->cb_more[f->ncb - 1] = (struct mproc__cb){ cb, userdata };
     }
     f->ncb++;
     mproc__mutex_unlock(&f->lock);
@@ -338,14 +359,15 @@ void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w)
 /* Room for a len-byte result in f, replacing any earlier one. */
 static void *result_room(mproc_future *f, size_t len)
 {
-    if (f->data && f->data != f->inline_result)
-        free(f->data);
-    f->data = NULL;
+    if (f->len > F_INLINE_RESULT)
+        free(f->u.heap);
     f->len = 0;
-    void *p = len <= F_INLINE_RESULT ? f->inline_result : malloc(len);
-    if (!p)
-        return NULL;
-    f->data = p;
+    void *p = f->u.inline_result;
+    if (len > F_INLINE_RESULT) {
+        if (!(p = malloc(len)))
+            return NULL;
+        f->u.heap = p;
+    }
     f->len = len;
     return p;
 }
@@ -391,11 +413,16 @@ int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
     if (!ctx->f) {
         mproc__map_item_message(ctx->map, ctx->item, fmt, ap);
     } else {
+        /* Only the task writes the message, and readers wait for the
+         * final state; the lock is for creating `rare`. */
         mproc_future *f = ctx->f;
-        if (!f->message)
-            f->message = malloc(F_MESSAGE_MAX);
-        if (f->message)
-            vsnprintf(f->message, F_MESSAGE_MAX, fmt, ap);
+        mproc__mutex_lock(&f->lock);
+        struct mproc__future_rare *r = rare_of(f);
+        mproc__mutex_unlock(&f->lock);
+        if (r && !r->message)
+            r->message = malloc(F_MESSAGE_MAX);
+        if (r && r->message)
+            vsnprintf(r->message, F_MESSAGE_MAX, fmt, ap);
     }
     va_end(ap);
     return code;

@@ -104,8 +104,8 @@ static mproc_future *overflow_get(struct pool *ex)
     mproc_lock_acquire(&ex->overflow_lock, -1);
     mproc_future *f = ex->overflow_head;
     if (f) {
-        ex->overflow_head = f->next;
-        if (!f->next)
+        ex->overflow_head = f->u.next;
+        if (!f->u.next)
             ex->overflow_tail = NULL;
         mproc__fetch_sub(&ex->overflow_n, 1, __ATOMIC_RELAXED);
     }
@@ -116,9 +116,9 @@ static mproc_future *overflow_get(struct pool *ex)
 static void overflow_put(struct pool *ex, mproc_future *f)
 {
     mproc_lock_acquire(&ex->overflow_lock, -1);
-    f->next = NULL;
+    f->u.next = NULL;
     if (ex->overflow_tail)
-        ex->overflow_tail->next = f;
+        ex->overflow_tail->u.next = f;
     else
         ex->overflow_head = f;
     ex->overflow_tail = f;
