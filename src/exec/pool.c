@@ -18,7 +18,7 @@
  *     the partial magazine of an exiting thread, blocks go back to free().
  *
  * So at most DEPOT_MAX * BATCH blocks plus two magazines per thread are
- * kept: about 25 MiB for 192-byte futures, returned only at exit. Builds
+ * kept: 16 MiB of 128-byte futures, returned only at exit. Builds
  * with AddressSanitizer bypass the pool, so that a use of a released
  * future is still reported there.
  */
