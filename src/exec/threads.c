@@ -87,16 +87,6 @@ static _Thread_local struct worker *tls_worker MPROC__TLS_IE;
 
 /* ---- finding work ----------------------------------------------------- */
 
-static uint64_t next_random(struct worker *w)
-{
-    uint64_t x = w->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    w->rng = x;
-    return x;
-}
-
 static mproc_future *overflow_get(struct pool *ex)
 {
     if (mproc__load_acquire(&ex->overflow_n) == 0)
@@ -135,7 +125,7 @@ static mproc_future *take_shared(struct pool *ex, struct worker *self)
     if ((f = overflow_get(ex)))
         return f;
     unsigned n = ex->base.nworkers;
-    unsigned start = self ? (unsigned)(next_random(self) % n) : 0;
+    unsigned start = self ? (unsigned)(mproc__xorshift64(&self->rng) % n) : 0;
     for (unsigned i = 0; i < n; i++) {
         struct worker *v = &ex->workers[(start + i) % n];
         if (v != self && (f = mproc__deque_steal(&v->dq)))

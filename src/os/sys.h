@@ -124,4 +124,16 @@ uint64_t mproc__thread_start(void);
  */
 bool mproc__task_dead(pid_t tid, uint32_t start32);
 
+/* The next number of the xorshift64 generator with state *s (never
+ * seeded with 0): cheap randomness for back-off and victim choice. */
+static inline uint64_t mproc__xorshift64(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
 #endif /* MPROC_OS_SYS_H */

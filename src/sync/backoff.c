@@ -39,20 +39,10 @@ int mproc_backoff_init(mproc_backoff *b, uint64_t min_ns, uint64_t max_ns)
     return 0;
 }
 
-static uint64_t next_random(mproc_backoff *b)
-{
-    uint64_t x = b->_rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    b->_rng = x;
-    return x;
-}
-
 uint64_t mproc_backoff_wait(mproc_backoff *b)
 {
     uint64_t d = b->_delay_ns;
-    uint64_t ns = d / 2 + next_random(b) % (d - d / 2 + 1);
+    uint64_t ns = d / 2 + mproc__xorshift64(&b->_rng) % (d - d / 2 + 1);
     if (ns < SPIN_LIMIT_NS) {
         int64_t end = mproc_now_ns() + (int64_t)ns;
         do {
