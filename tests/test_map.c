@@ -1,7 +1,8 @@
 /*
  * tests/test_map.c -- the pool-style calls of mproc/exec.h: map,
  * map_async and the results object, imap and imap_unordered, apply and
- * apply_async.
+ * apply_async; and all of the map family with fixed-size results
+ * (mproc_map_opts.result_size, mproc_results_data).
  *
  * Most items are `job`s that say what their task does: wait on an event
  * (to hold a chunk in a known state), sleep a little (random durations),
@@ -14,6 +15,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2077,6 +2079,703 @@ TEST_T(concurrent_callers, 60)
     for (int i = 0; i < T; i++)
         test_join_thread(t[i]);
     mproc_executor_destroy(ex);
+}
+
+/* ------------------------------------------------------------------ */
+/* fixed-size results (mproc_map_opts.result_size)                     */
+/* ------------------------------------------------------------------ */
+
+/* Task: an int64_t x in, x * x written in place (mproc_result_buffer). */
+static int square_in_place_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    CHECK_EQ(len, sizeof(int64_t));
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    int64_t *p = mproc_result_buffer(ctx, sizeof *p);
+    if (p == NULL)
+        return mproc_fail(ctx, -ENOMEM, "no buffer");
+    *p = x * x;
+    return 0;
+}
+
+static const mproc_map_opts *fixed8(mproc_map_opts *o, size_t chunksize)
+{
+    *o = (mproc_map_opts){ .chunksize = chunksize, .result_size = sizeof(int64_t) };
+    return o;
+}
+
+/* The dense array of a finished fixed-size map of n int64 results. */
+static const int64_t *dense_i64(const mproc_results *r, size_t n)
+{
+    size_t rs = 12345;
+    errno = 0;
+    const int64_t *y = mproc_results_data(r, &rs);
+    CHECK_MSG(y != NULL, "mproc_results_data: errno %d", errno);
+    CHECK_EQ(rs, sizeof(int64_t));
+    CHECK_EQ(mproc_results_count(r), n);
+    CHECK_EQ((uintptr_t)y % _Alignof(max_align_t), 0);
+    CHECK(mproc_results_data(r, NULL) == y); /* result_size may be NULL */
+    return y;
+}
+
+/* Every item of a fixed-size map is val(i)^2, both through
+ * mproc_results_get (pointing into the dense array) and the array. */
+static void check_dense_squares(const mproc_results *r, size_t n)
+{
+    const int64_t *y = dense_i64(r, n);
+    for (size_t i = 0; i < n; i++)
+        CHECK_MSG(y[i] == val(i) * val(i), "item %zu: %lld", i, (long long)y[i]);
+    check_squares(r, n);
+    mproc_item it;
+    CHECK_OK(mproc_results_get(r, n - 1, &it));
+    CHECK(it.data == &y[n - 1]);
+}
+
+TEST(fixed_squares_chunksizes)
+{
+    const size_t n = 10000;
+    int64_t *v = make_values(n);
+    const size_t sizes[] = { 0, 1, 7, 1000, n - 1, n, n + 1, SIZE_MAX };
+    for (unsigned workers = 1; workers <= 3; workers++) {
+        mproc_executor *ex = make_ex(workers);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            for (int in_place = 0; in_place < 2; in_place++) {
+                mproc_results *r = NULL;
+                mproc_map_opts o;
+                CHECK_OK(mproc_map(ex, in_place ? square_in_place_task : square_task, v,
+                                   sizeof *v, n, fixed8(&o, sizes[s]), &r));
+                CHECK(r != NULL);
+                check_dense_squares(r, n);
+                mproc_results_destroy(r);
+            }
+        }
+        mproc_executor_destroy(ex);
+    }
+    free(v);
+}
+
+/* Large enough for the array to be mmap'd (and ask for huge pages), with
+ * MPROC_COPY_ARG: the caller's array is overwritten once map_async
+ * returns. */
+TEST(fixed_large_copy_arg)
+{
+    const size_t n = 600000; /* 4.8 MB of results */
+    int64_t *v = make_values(n);
+    mproc_executor *ex = make_ex(2);
+    mproc_results *r;
+    mproc_future *done;
+    CHECK_OK(mproc_map_async(ex, square_task, v, sizeof *v, n,
+                             &(mproc_map_opts){ .result_size = 8, .flags = MPROC_COPY_ARG },
+                             NULL, NULL, NULL, &r, &done));
+    memset(v, 0x5a, n * sizeof *v);
+    CHECK_OK(mproc_future_result(done, -1, NULL, NULL));
+    const int64_t *y = dense_i64(r, n);
+    int64_t sum = 0, want = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += y[i];
+        want += val(i) * val(i);
+    }
+    CHECK_EQ(sum, want);
+    mproc_future_release(done);
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    free(v);
+}
+
+/* A result size that is not a power of two: item i's 3 bytes at 3 * i. */
+static int three_bytes_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    unsigned char b[3] = { pattern_byte(x, 0), pattern_byte(x, 1), pattern_byte(x, 2) };
+    return mproc_return(ctx, b, sizeof b);
+}
+
+TEST(fixed_odd_result_size)
+{
+    const size_t n = 1001;
+    int64_t *v = make_values(n);
+    mproc_executor *ex = make_ex(2);
+    mproc_results *r;
+    CHECK_OK(mproc_map(ex, three_bytes_task, v, sizeof *v, n,
+                       &(mproc_map_opts){ .chunksize = 10, .result_size = 3 }, &r));
+    size_t rs = 0;
+    const unsigned char *d = mproc_results_data(r, &rs);
+    CHECK(d != NULL);
+    CHECK_EQ(rs, 3);
+    for (size_t i = 0; i < n; i++) {
+        mproc_item it;
+        CHECK_OK(mproc_results_get(r, i, &it));
+        CHECK_EQ(it.len, 3);
+        CHECK(it.data == d + 3 * i);
+        for (size_t k = 0; k < 3; k++)
+            CHECK_EQ(d[3 * i + k], pattern_byte(val(i), k));
+    }
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    free(v);
+}
+
+/* Task: x % 4 == 0 returns nothing, 1 returns 7 (positive: success), 2
+ * writes a buffer and returns 0 without touching it, 3 returns x * x. */
+static int sometimes_nothing_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    switch (x % 4) {
+    case 0: return 0;
+    case 1: return 7;
+    case 2: return mproc_result_buffer(ctx, sizeof x) ? 0 : -ENOMEM;
+    default: {
+        int64_t y = x * x;
+        return mproc_return(ctx, &y, sizeof y);
+    }
+    }
+}
+
+/* An item that hands back nothing succeeds with result_size zero bytes. */
+TEST(fixed_item_without_result_reads_zero)
+{
+    const size_t n = 400;
+    int64_t *v = make_values(n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (int64_t)i;
+    mproc_executor *ex = make_ex(2);
+    mproc_results *r;
+    mproc_map_opts o;
+    CHECK_OK(mproc_map(ex, sometimes_nothing_task, v, sizeof *v, n, fixed8(&o, 3), &r));
+    const int64_t *y = dense_i64(r, n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t want = i % 4 == 3 ? (int64_t)(i * i) : 0;
+        CHECK_EQ(y[i], want);
+        check_i64_item(r, i, want);
+    }
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    free(v);
+}
+
+/* Item i of a fixed-size map failed: `code`, `msg`, no data, and zero
+ * bytes in the dense array. */
+static void check_fixed_failed(const mproc_results *r, size_t i, int code, const char *msg)
+{
+    check_item_failed(r, i, code, msg);
+    mproc_item it;
+    mproc_results_get(r, i, &it);
+    CHECK(it.data == NULL);
+    CHECK_EQ(it.len, 0);
+    size_t rs;
+    const unsigned char *d = mproc_results_data(r, &rs);
+    CHECK(d != NULL);
+    for (size_t k = 0; k < rs; k++)
+        CHECK_MSG(d[i * rs + k] == 0, "item %zu: byte %zu is %d", i, k, d[i * rs + k]);
+}
+
+TEST(fixed_item_fails_in_the_middle)
+{
+    const size_t n = 1000, bad = 500;
+    job *jobs = make_jobs(n);
+    jobs[bad].fail = -EIO;
+    mproc_executor *ex = make_ex(2);
+    const size_t sizes[] = { 0, 1, 7, n };
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        mproc_results *r = NULL;
+        mproc_map_opts o;
+        CHECK_RC(mproc_map(ex, job_task, jobs, sizeof *jobs, n, fixed8(&o, sizes[s]), &r), -EIO);
+        CHECK(r != NULL);
+        check_fixed_failed(r, bad, -EIO, "job 500 failed");
+        const int64_t *y = dense_i64(r, n);
+        for (size_t i = 0; i < n; i++) {
+            if (i != bad) {
+                check_job_ok(r, i);
+                CHECK_EQ(y[i], (int64_t)(i * i));
+            }
+        }
+        mproc_results_destroy(r);
+    }
+    mproc_executor_destroy(ex);
+    free(jobs);
+}
+
+/* Task: x % 5 == 0 writes its result, then fails (its bytes must not
+ * survive); x % 5 == 1 fails with -EPERM and no message; otherwise x * x.
+ * Items 700 and 300 fail too (with chunks of 7, out of order). */
+static int write_then_fail_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    int64_t y = x * x;
+    if (x % 5 == 0) {
+        CHECK_OK(mproc_return(ctx, &y, sizeof y));
+        return mproc_fail(ctx, -EIO, "item %lld wrote, then failed", (long long)x);
+    }
+    if (x % 5 == 1)
+        return -EPERM;
+    return mproc_return(ctx, &y, sizeof y);
+}
+
+TEST(fixed_failed_items_read_zero)
+{
+    const size_t n = 1000;
+    int64_t *v = malloc(n * sizeof *v);
+    CHECK(v != NULL);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (int64_t)i + 1; /* item 0 is x = 1: the first failure is -EPERM */
+    mproc_executor *ex = make_ex(3);
+    mproc_results *r;
+    mproc_map_opts o;
+    CHECK_RC(mproc_map(ex, write_then_fail_task, v, sizeof *v, n, fixed8(&o, 7), &r), -EPERM);
+    const int64_t *y = dense_i64(r, n);
+    char msg[64];
+    for (size_t i = 0; i < n; i++) {
+        int64_t x = v[i];
+        if (x % 5 == 0) {
+            snprintf(msg, sizeof msg, "item %lld wrote, then failed", (long long)x);
+            check_fixed_failed(r, i, -EIO, msg);
+        } else if (x % 5 == 1) {
+            check_fixed_failed(r, i, -EPERM, "");
+        } else {
+            CHECK_EQ(y[i], x * x);
+            check_i64_item(r, i, x * x);
+        }
+    }
+    mproc_results_destroy(r);
+    /* The first failure in item order is the map's code. */
+    for (size_t i = 0; i < n; i++)
+        v[i] = (int64_t)(i % 5 == 0 || i % 5 == 1 ? i + 2 : i);
+    v[700] = 5;
+    v[300] = 6;
+    CHECK_RC(mproc_map(ex, write_then_fail_task, v, sizeof *v, n, fixed8(&o, 7), &r), -EPERM);
+    check_fixed_failed(r, 300, -EPERM, "");
+    check_fixed_failed(r, 700, -EIO, "item 5 wrote, then failed");
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    free(v);
+}
+
+/* Task: hands back a result of the wrong length in one of several ways
+ * (the call succeeds: the bytes go nowhere), by x % 8:
+ *   0 mproc_return of 4 bytes             -> -EMSGSIZE
+ *   1 mproc_return of 0 bytes             -> -EMSGSIZE
+ *   2 mproc_result_buffer of 100 bytes    -> -EMSGSIZE (buffer writable)
+ *   3 wrong length, then the right one    -> -EMSGSIZE, zero bytes
+ *   4 wrong length, then fails with -EIO and a message -> -EIO, its message
+ *   5 wrong length, then fails with -EIO, no message -> -EIO, the length message
+ *   6, 7 the right length                  -> x * x */
+static atomic_int wrong_calls_ok;
+
+static int wrong_length_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    int64_t y = x * x;
+    int rc = 0;
+    switch (x % 8) {
+    case 0: rc = mproc_return(ctx, &y, 4); break;
+    case 1: rc = mproc_return(ctx, NULL, 0); break;
+    case 2: {
+        unsigned char *p = mproc_result_buffer(ctx, 100);
+        if (p == NULL)
+            return -ENOMEM;
+        memset(p, 0xee, 100);
+        break;
+    }
+    case 3: {
+        unsigned char nine[9] = { 0 };
+        rc = mproc_return(ctx, nine, sizeof nine);
+        if (rc == 0)
+            rc = mproc_return(ctx, &y, sizeof y);
+        break;
+    }
+    case 4:
+        rc = mproc_return(ctx, &y, 7);
+        atomic_fetch_add(&wrong_calls_ok, rc == 0);
+        return mproc_fail(ctx, -EIO, "own failure %lld", (long long)x);
+    case 5:
+        rc = mproc_return(ctx, &y, 2);
+        atomic_fetch_add(&wrong_calls_ok, rc == 0);
+        return -EIO;
+    default:
+        return mproc_return(ctx, &y, sizeof y);
+    }
+    atomic_fetch_add(&wrong_calls_ok, rc == 0);
+    return rc;
+}
+
+TEST(fixed_wrong_length_fails_only_that_item)
+{
+    const size_t n = 800;
+    int64_t *v = malloc(n * sizeof *v);
+    CHECK(v != NULL);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (int64_t)i + 6; /* item 2 (x = 8) is the first failure: -EMSGSIZE */
+    mproc_executor *ex = make_ex(2);
+    const size_t sizes[] = { 1, 6, 0 };
+    for (size_t s = 0; s < 3; s++) {
+        atomic_store(&wrong_calls_ok, 0);
+        mproc_results *r;
+        mproc_map_opts o;
+        CHECK_RC(mproc_map(ex, wrong_length_task, v, sizeof *v, n, fixed8(&o, sizes[s]), &r),
+                 -EMSGSIZE);
+        CHECK_EQ(atomic_load(&wrong_calls_ok), n / 8 * 6);
+        const int64_t *y = dense_i64(r, n);
+        char msg[80];
+        for (size_t i = 0; i < n; i++) {
+            int64_t x = v[i];
+            switch (x % 8) {
+            case 0:
+                check_fixed_failed(r, i, -EMSGSIZE, "result of 4 bytes, but result_size is 8");
+                break;
+            case 1:
+                check_fixed_failed(r, i, -EMSGSIZE, "result of 0 bytes, but result_size is 8");
+                break;
+            case 2:
+                check_fixed_failed(r, i, -EMSGSIZE, "result of 100 bytes, but result_size is 8");
+                break;
+            case 3:
+                check_fixed_failed(r, i, -EMSGSIZE, "result of 9 bytes, but result_size is 8");
+                break;
+            case 4:
+                snprintf(msg, sizeof msg, "own failure %lld", (long long)x);
+                check_fixed_failed(r, i, -EIO, msg);
+                break;
+            case 5:
+                check_fixed_failed(r, i, -EIO, "result of 2 bytes, but result_size is 8");
+                break;
+            default:
+                CHECK_EQ(y[i], x * x);
+                check_i64_item(r, i, x * x);
+            }
+        }
+        mproc_results_destroy(r);
+    }
+    mproc_executor_destroy(ex);
+    free(v);
+}
+
+/* The contract of mproc_results_data: NULL with EINVAL for NULL or a
+ * general-mode map, EAGAIN while an item is unfinished, then the array. */
+TEST(fixed_results_data_contract)
+{
+    mproc_executor *ex = make_ex(2);
+    int64_t *v = make_values(10);
+    size_t rs = 99;
+    errno = 0;
+    CHECK(mproc_results_data(NULL, &rs) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK_EQ(rs, 0);
+
+    mproc_results *r;
+    CHECK_OK(mproc_map(ex, square_task, v, sizeof *v, 10, NULL, &r));
+    rs = 99;
+    errno = 0;
+    CHECK(mproc_results_data(r, &rs) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK_EQ(rs, 0);
+    mproc_results_destroy(r);
+    CHECK_OK(mproc_map(ex, square_task, v, sizeof *v, 10, &(mproc_map_opts){ .chunksize = 3 },
+                       &r));
+    errno = 0;
+    CHECK(mproc_results_data(r, NULL) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    mproc_results_destroy(r);
+
+    /* Item 4 held: EAGAIN until it finishes, though other chunks are done. */
+    mproc_event go;
+    CHECK_OK(mproc_event_init(&go, 0));
+    atomic_int started = 0;
+    job *jobs = make_jobs(10);
+    jobs[4].wait = &go;
+    jobs[4].started = &started;
+    mproc_future *done;
+    mproc_map_opts o;
+    CHECK_OK(mproc_map_async(ex, job_task, jobs, sizeof *jobs, 10, fixed8(&o, 2), NULL, NULL,
+                             NULL, &r, &done));
+    WAIT_UNTIL(atomic_load(&started) == 1, LONG_MS);
+    wait_item_ready(r, 9);
+    rs = 99;
+    errno = 0;
+    CHECK(mproc_results_data(r, &rs) == NULL);
+    CHECK_EQ(errno, EAGAIN);
+    CHECK_EQ(rs, 0);
+    check_job_ok(r, 9);
+    mproc_item it;
+    CHECK_RC(mproc_results_get(r, 4, &it), -EAGAIN);
+    CHECK_OK(mproc_event_set(&go));
+    CHECK_OK(mproc_future_result(done, LONG_MS, NULL, NULL));
+    const int64_t *y = dense_i64(r, 10);
+    for (size_t i = 0; i < 10; i++)
+        CHECK_EQ(y[i], (int64_t)(i * i));
+    mproc_future_release(done);
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    free(jobs);
+    free(v);
+}
+
+TEST(fixed_zero_items)
+{
+    mproc_executor *ex = make_ex(2);
+    mproc_results *r = NOT_NULL(mproc_results);
+    CHECK_OK(mproc_map(ex, never_task, NULL, sizeof(int64_t), 0,
+                       &(mproc_map_opts){ .result_size = 8 }, &r));
+    CHECK(r != NULL && r != NOT_NULL(mproc_results));
+    CHECK_EQ(mproc_results_count(r), 0);
+    size_t rs = 0;
+    CHECK(mproc_results_data(r, &rs) != NULL);
+    CHECK_EQ(rs, 8);
+    mproc_item it;
+    CHECK_RC(mproc_results_get(r, 0, &it), -EINVAL);
+    mproc_results_destroy(r);
+    /* Any result_size is fine with no items, even one that would overflow. */
+    CHECK_OK(mproc_map(ex, never_task, NULL, 0, 0, &(mproc_map_opts){ .result_size = SIZE_MAX },
+                       &r));
+    CHECK(mproc_results_data(r, &rs) != NULL);
+    CHECK_EQ(rs, SIZE_MAX);
+    mproc_results_destroy(r);
+    for (int ordered = 0; ordered < 2; ordered++) {
+        mproc_imap_iter *iter;
+        mproc_map_opts o = { .result_size = 8 };
+        CHECK_OK(ordered ? mproc_imap(ex, never_task, NULL, 8, 0, &o, &iter)
+                         : mproc_imap_unordered(ex, never_task, NULL, 8, 0, &o, &iter));
+        CHECK_RC(mproc_imap_next(iter, 0, &it), 0);
+        mproc_imap_destroy(iter);
+    }
+    mproc_executor_destroy(ex);
+    CHECK_EQ(atomic_load(&never_ran), 0);
+}
+
+/* n * result_size overflowing a size_t is -EINVAL; a size that fits but
+ * cannot be allocated is -ENOMEM; neither starts an item. */
+TEST(fixed_result_size_too_large)
+{
+    mproc_executor *ex = make_ex(1);
+    int64_t v[4] = { 1, 2, 3, 4 };
+    struct {
+        size_t n, result_size;
+        int code;
+    } cases[] = {
+        { 2, SIZE_MAX / 2 + 1, -EINVAL },
+        { 4, SIZE_MAX, -EINVAL },
+        { 3, SIZE_MAX / 3 + 1, -EINVAL },
+        { 4, SIZE_MAX / 4, -ENOMEM },     /* 4 EiB: more than any address space */
+        { 1, SIZE_MAX, -ENOMEM },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mproc_map_opts o = { .result_size = cases[k].result_size };
+        size_t n = cases[k].n;
+        int code = cases[k].code;
+        mproc_results *r = NOT_NULL(mproc_results);
+        CHECK_RC(mproc_map(ex, never_task, v, sizeof v[0], n, &o, &r), code);
+        CHECK(r == NULL);
+        mproc_future *done = NOT_NULL(mproc_future);
+        r = NOT_NULL(mproc_results);
+        CHECK_RC(mproc_map_async(ex, never_task, v, sizeof v[0], n, &o, NULL, NULL, NULL, &r,
+                                 &done),
+                 code);
+        CHECK(r == NULL && done == NULL);
+        mproc_imap_iter *iter = NOT_NULL(mproc_imap_iter);
+        CHECK_RC(mproc_imap(ex, never_task, v, sizeof v[0], n, &o, &iter), code);
+        CHECK(iter == NULL);
+        iter = NOT_NULL(mproc_imap_iter);
+        CHECK_RC(mproc_imap_unordered(ex, never_task, v, sizeof v[0], n, &o, &iter), code);
+        CHECK(iter == NULL);
+    }
+    mproc_executor_destroy(ex);
+    CHECK_EQ(atomic_load(&never_ran), 0);
+}
+
+TEST(fixed_imap_and_imap_unordered)
+{
+    const size_t n = (size_t)test_scaled(240);
+    job *jobs = random_jobs(n, 0x2468ace);
+    jobs[n / 2].fail = -EIO;
+    mproc_executor *ex = make_ex(3);
+    const size_t sizes[] = { 1, 4, 0 };
+    for (size_t s = 0; s < 3; s++) {
+        for (int ordered = 0; ordered < 2; ordered++) {
+            mproc_imap_iter *iter;
+            mproc_map_opts o;
+            CHECK_OK(ordered ? mproc_imap(ex, job_task, jobs, sizeof *jobs, n,
+                                          fixed8(&o, sizes[s]), &iter)
+                             : mproc_imap_unordered(ex, job_task, jobs, sizeof *jobs, n,
+                                                    fixed8(&o, sizes[s]), &iter));
+            bool *seen = calloc(n, sizeof *seen);
+            CHECK(seen != NULL);
+            char msg[40];
+            snprintf(msg, sizeof msg, "job %zu failed", n / 2);
+            mproc_item it;
+            for (size_t k = 0; k < n; k++) {
+                CHECK_RC(mproc_imap_next(iter, 6 * LONG_MS, &it), 1);
+                CHECK(it.index < n);
+                if (ordered)
+                    CHECK_EQ(it.index, k);
+                CHECK_MSG(!seen[it.index], "item %zu yielded twice", it.index);
+                seen[it.index] = true;
+                if (it.index == n / 2) {
+                    CHECK_EQ(it.code, -EIO);
+                    CHECK(it.data == NULL && it.len == 0);
+                    CHECK_MSG(strcmp(it.message, msg) == 0, "message \"%s\"", it.message);
+                } else {
+                    check_i64_yield(&it, (int64_t)it.index * (int64_t)it.index);
+                }
+            }
+            CHECK_RC(mproc_imap_next(iter, 0, &it), 0);
+            CHECK_RC(mproc_imap_next(iter, -1, &it), 0);
+            mproc_imap_destroy(iter);
+            free(seen);
+        }
+    }
+    mproc_executor_destroy(ex);
+    free(jobs);
+}
+
+TEST(fixed_map_async_callbacks)
+{
+    const size_t n = 500;
+    job *jobs = make_jobs(n);
+    mproc_executor *ex = make_ex(2);
+    for (int fail = 0; fail < 2; fail++) {
+        jobs[n - 1].fail = fail ? -EIO : 0;
+        cbinfo c = { 0 };
+        mproc_results *r;
+        mproc_future *done;
+        mproc_map_opts o;
+        CHECK_OK(mproc_map_async(ex, job_task, jobs, sizeof *jobs, n, fixed8(&o, 9), ok_cb,
+                                 err_cb, &c, &r, &done));
+        CHECK_RC(mproc_future_result(done, LONG_MS, NULL, NULL), fail ? -EIO : 0);
+        WAIT_UNTIL(atomic_load(&c.ok) + atomic_load(&c.err) == 1, LONG_MS);
+        CHECK_EQ(atomic_load(fail ? &c.err : &c.ok), 1);
+        CHECK_EQ(atomic_load(&c.code_seen), fail ? -EIO : 0);
+        CHECK(atomic_load(&c.f_seen) == done);
+        const int64_t *y = dense_i64(r, n);
+        for (size_t i = 0; i + 1 < n; i++) {
+            CHECK_EQ(y[i], (int64_t)(i * i));
+            check_job_ok(r, i);
+        }
+        if (fail)
+            check_fixed_failed(r, n - 1, -EIO, "job 499 failed");
+        else
+            check_job_ok(r, n - 1);
+        mproc_future_release(done);
+        mproc_results_destroy(r);
+    }
+    /* Results dropped at once (out == NULL): the callback still runs. */
+    cbinfo c = { 0 };
+    mproc_map_opts o;
+    jobs[n - 1].fail = 0;
+    CHECK_OK(mproc_map_async(ex, job_task, jobs, sizeof *jobs, n, fixed8(&o, 0), ok_cb, err_cb,
+                             &c, NULL, NULL));
+    WAIT_UNTIL(atomic_load(&c.ok) == 1, LONG_MS);
+    mproc_executor_destroy(ex);
+    CHECK_EQ(atomic_load(&c.err), 0);
+    free(jobs);
+}
+
+/* The map's first chunk runs (held) when shutdown(cancel_futures) comes:
+ * the items of the queued chunks report MPROC_ECANCELLED with zero bytes,
+ * the running chunk's items their results. */
+TEST(fixed_partly_cancelled_by_shutdown)
+{
+    const size_t n = 50, cs = 5;
+    mproc_executor *ex = make_ex(1);
+    mproc_event go;
+    CHECK_OK(mproc_event_init(&go, 0));
+    atomic_int started = 0;
+    job *jobs = make_jobs(n);
+    jobs[2].wait = &go;
+    jobs[2].started = &started;
+    cbinfo c = { 0 };
+    mproc_results *r;
+    mproc_future *done;
+    mproc_map_opts o;
+    CHECK_OK(mproc_map_async(ex, job_task, jobs, sizeof *jobs, n, fixed8(&o, cs), ok_cb, err_cb,
+                             &c, &r, &done));
+    mproc_imap_iter *iter;
+    CHECK_OK(mproc_imap(ex, job_task, jobs, sizeof *jobs, n, fixed8(&o, 3), &iter));
+    WAIT_UNTIL(atomic_load(&started) == 1, LONG_MS);
+    CHECK_OK(mproc_executor_shutdown(ex, false, true));
+    for (size_t i = cs; i < n; i++) /* cancelled during the shutdown call */
+        check_item_failed(r, i, MPROC_ECANCELLED, "");
+    errno = 0;
+    CHECK(mproc_results_data(r, NULL) == NULL);
+    CHECK_EQ(errno, EAGAIN);
+    CHECK_OK(mproc_event_set(&go));
+    CHECK_RC(mproc_future_result(done, LONG_MS, NULL, NULL), MPROC_ECANCELLED);
+    WAIT_UNTIL(atomic_load(&c.err) == 1, LONG_MS);
+    const int64_t *y = dense_i64(r, n);
+    for (size_t i = 0; i < cs; i++) {
+        check_job_ok(r, i);
+        CHECK_EQ(y[i], (int64_t)(i * i));
+    }
+    for (size_t i = cs; i < n; i++)
+        check_fixed_failed(r, i, MPROC_ECANCELLED, "");
+    /* The iterator's map was queued entirely: every item cancelled. */
+    mproc_item it;
+    for (size_t i = 0; i < n; i++) {
+        CHECK_RC(mproc_imap_next(iter, LONG_MS, &it), 1);
+        CHECK_EQ(it.index, i);
+        CHECK_EQ(it.code, MPROC_ECANCELLED);
+        CHECK(it.data == NULL && it.len == 0);
+    }
+    CHECK_RC(mproc_imap_next(iter, 0, &it), 0);
+    mproc_imap_destroy(iter);
+    mproc_future_release(done);
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    CHECK_EQ(atomic_load(&c.ok), 0);
+    free(jobs);
+}
+
+/* Task (arg: inner_args): a fixed-size map of its own from inside an item
+ * of a fixed-size map, summed from the dense array. */
+static int fixed_mapping_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    CHECK_EQ(len, sizeof(inner_args));
+    const inner_args *a = arg;
+    int64_t *v = make_values(a->n);
+    mproc_results *r;
+    mproc_map_opts o;
+    CHECK_OK(mproc_map(a->ex, square_task, v, sizeof *v, a->n, fixed8(&o, a->chunksize), &r));
+    const int64_t *y = dense_i64(r, a->n);
+    int64_t sum = 0;
+    for (size_t i = 0; i < a->n; i++)
+        sum += y[i];
+    mproc_results_destroy(r);
+    free(v);
+    return mproc_return(ctx, &sum, sizeof sum);
+}
+
+/* A worker waiting for an inner map runs other chunks (of both maps) on
+ * the same thread as the outer item: each keeps its own context. */
+TEST(fixed_map_of_maps_one_and_two_workers)
+{
+    for (unsigned workers = 1; workers <= 2; workers++) {
+        mproc_executor *ex = make_ex(workers);
+        const size_t n = 30;
+        inner_args *outer = calloc(n, sizeof *outer);
+        CHECK(outer != NULL);
+        for (size_t i = 0; i < n; i++)
+            outer[i] = (inner_args){ .ex = ex, .n = 20 + i % 3, .chunksize = i % 4 };
+        mproc_results *r;
+        mproc_map_opts o;
+        CHECK_OK(mproc_map(ex, fixed_mapping_task, outer, sizeof *outer, n, fixed8(&o, 2), &r));
+        const int64_t *y = dense_i64(r, n);
+        for (size_t i = 0; i < n; i++) {
+            int64_t want = 0;
+            for (size_t k = 0; k < outer[i].n; k++)
+                want += val(k) * val(k);
+            CHECK_EQ(y[i], want);
+            check_i64_item(r, i, want);
+        }
+        mproc_results_destroy(r);
+        free(outer);
+        mproc_executor_destroy(ex);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -279,6 +279,33 @@ typedef struct mproc_map_opts {
      * workers), rounded up. */
     size_t chunksize;
     unsigned flags;  /* MPROC_COPY_ARG: copy the items array at the call */
+    /*
+     * 0 (the default): each item's result may have any length (general
+     * mode). Non-zero (fixed-size mode): every item's result is exactly
+     * result_size bytes, stored densely in one array of n * result_size
+     * bytes (item i at offset i * result_size), which
+     * mproc_results_data hands out once the map is complete; a success
+     * costs no per-item allocation or bookkeeping. In this mode:
+     *   - mproc_return / mproc_result_buffer of result_size bytes write
+     *     straight into the array;
+     *   - an item that hands back nothing succeeds with result_size zero
+     *     bytes;
+     *   - an item that hands back a result of any other length (0
+     *     included), even if it later hands back one of the right length,
+     *     fails with -EMSGSIZE and the message "result of <len> bytes, but
+     *     result_size is <result_size>" -- unless its task returns an
+     *     error of its own, which then is the item's code (and a message
+     *     from mproc_fail replaces that one). The call itself succeeds
+     *     (the bytes go to a buffer that is discarded; -ENOMEM / NULL if
+     *     there is no memory for it), so the task goes on normally;
+     *   - a failed item's bytes in the array are zero, and
+     *     mproc_results_get / mproc_imap_next report it with data NULL
+     *     and len 0; a successful one with len == result_size.
+     * The array is allocated by the call (large ones as fresh zero pages,
+     * faulted in by the workers that fill them). n * result_size must fit
+     * a size_t (else -EINVAL).
+     */
+    size_t result_size;
 } mproc_map_opts;
 
 /* The results of a map: one per item, in item order. */
@@ -301,11 +328,14 @@ typedef struct mproc_item {
  * the results (NULL on a call error), and every other item's result is
  * still there. Items are passed by reference (keep them alive until the
  * call returns; for map_async/imap until the results are complete)
- * unless MPROC_COPY_ARG. Results of up to 8 bytes are stored without an
- * allocation; an item's result is at most 4 GiB - 1 bytes. The results
+ * unless MPROC_COPY_ARG. In general mode, results of up to 8 bytes are
+ * stored without an allocation and an item's result is at most 4 GiB - 1
+ * bytes; with opts->result_size set, results are stored densely instead
+ * (see mproc_map_opts and mproc_results_data). The results
  * object stays usable after the executor is destroyed. Called from a task, it runs other tasks while it waits.
  * Errors: -EINVAL (NULL ex/fn/out, items NULL with n > 0, item_size 0 with
- * n > 0), -ENOMEM, MPROC_ESHUTDOWN, MPROC_EBROKEN.
+ * n > 0, n * item_size or n * result_size overflowing a size_t), -ENOMEM,
+ * MPROC_ESHUTDOWN, MPROC_EBROKEN.
  */
 MPROC_API int mproc_map(mproc_executor *ex, mproc_task_fn fn, const void *items,
                         size_t item_size, size_t n, const mproc_map_opts *opts,
@@ -334,9 +364,30 @@ MPROC_API size_t mproc_results_count(const mproc_results *r);
 /*
  * mproc_results_get - item i's outcome into *item. Returns the item's
  * code (0 on success), -EAGAIN if its chunk has not finished yet, -EINVAL
- * (NULL, i out of range). Thread-safe once the item is finished.
+ * (NULL, i out of range). Thread-safe once the item is finished. With
+ * fixed-size results, item->data of a successful item points into the
+ * dense array (len == result_size); a failed item has data NULL, len 0.
  */
 MPROC_API int mproc_results_get(const mproc_results *r, size_t i, mproc_item *item);
+
+/*
+ * mproc_results_data - the dense result array of a map made with a
+ * non-zero mproc_map_opts.result_size: n * result_size bytes, item i at
+ * offset i * result_size (a failed item's bytes are zero: check the map's
+ * return code, or mproc_results_get for single items). *result_size (if
+ * not NULL) receives result_size, or 0 on error. The array starts at an
+ * address aligned for any type (max_align_t), so items are aligned as far
+ * as result_size allows. It belongs to the results object: read-only,
+ * valid until mproc_results_destroy. For n == 0 it is a valid pointer to
+ * no bytes.
+ * Returns NULL and sets errno on error: EINVAL (r NULL, or a map in
+ * general mode -- result_size 0), EAGAIN (not every item has finished
+ * yet: it is available once mproc_map has returned, or once the done
+ * future of mproc_map_async has finished -- in its callbacks too).
+ * Thread-safe: any thread may call it and read the array once it is
+ * complete; it never blocks.
+ */
+MPROC_API const void *mproc_results_data(const mproc_results *r, size_t *result_size);
 
 /* mproc_results_destroy - drop the caller's results. Chunks still running
  * finish on their own; their memory is freed after. NULL is a no-op. */

@@ -4,8 +4,25 @@
  *
  * A map splits its n items into chunks of `chunksize` and submits one
  * ordinary task per chunk (arg = the results object, len = the chunk's
- * number). Each item's outcome goes to a 16-byte slot: results of up to 8
- * bytes live in the slot itself, longer ones on the heap.
+ * number). Each chunk runs its items in a loop on one worker, with one
+ * context updated per item.
+ *
+ * Two ways to store results:
+ *   - general (result_size 0): each item's outcome goes to a 16-byte
+ *     slot: results of up to 8 bytes live in the slot itself, longer ones
+ *     on the heap;
+ *   - fixed size (result_size > 0): results lie densely in `data`, item i
+ *     at i * result_size, and the item's context points there (`slot`),
+ *     so mproc_return / mproc_result_buffer of that length write in place
+ *     (future.c's ctx_room). Codes live in `codes`, one int32 per item,
+ *     written only when an item fails: on success an item costs its task
+ *     call and nothing else. Both arrays come zeroed from the kernel when
+ *     large (mmap), so an item that returns nothing reads as zero bytes,
+ *     and workers fault in the pages of their own chunks in parallel;
+ *     `codes` is never touched while nothing fails. A failed item's bytes
+ *     are zeroed by its worker. A result of another length goes to a
+ *     scratch buffer (freed at the end of its chunk) and fails the item
+ *     with -EMSGSIZE unless the task fails with its own code.
  *
  * A chunk is accounted for in a done-callback on its future, not in the
  * task: the callback also runs when the chunk is cancelled (shutdown with
@@ -24,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "exec/exec_internal.h"
 #include "os/atomic.h"
@@ -32,6 +50,13 @@
 #define SMALL_RESULT 8
 #define NO_FAILURE UINT64_MAX
 #define NOT_YET SIZE_MAX
+/* Arrays of at least this many bytes are mmap'd (zero pages the kernel
+ * provides lazily); smaller ones come from calloc. */
+#define MAP_MIN ((size_t)256 << 10)
+/* Dense result arrays of at least this many bytes ask for transparent
+ * huge pages: one 2 MiB fault instead of 512 small ones, which on a VM
+ * cost far more than the zeroing itself. */
+#define HUGE_MIN ((size_t)4 << 20)
 
 struct slot {
     union {
@@ -42,6 +67,14 @@ struct slot {
     int32_t code;
 };
 
+/* A result of the wrong length in fixed-size mode lands here; freed at
+ * the end of its item's chunk. */
+struct scratch {
+    struct scratch *next;
+    size_t item;
+    _Alignas(16) unsigned char bytes[];
+};
+
 struct mproc_results {
     uint32_t refs;
     mproc_executor *ex;
@@ -49,7 +82,13 @@ struct mproc_results {
     const unsigned char *items;
     unsigned char *items_copy;
     size_t item_size, n, chunksize, nchunks;
-    struct slot *slots;
+    size_t result_size;      /* 0: general mode (slots), else fixed size */
+    struct slot *slots;      /* general mode: per item */
+    unsigned char *data;     /* fixed: n * result_size bytes (data_bytes allocated) */
+    int32_t *codes;          /* fixed: per item, 0 until it fails (codes_bytes) */
+    size_t data_bytes, codes_bytes;
+    uint32_t wrong_lengths;  /* fixed: results of the wrong length so far */
+    struct scratch *scratch; /* fixed: under msg_lock */
     char **messages;         /* per item, allocated at the first failure message */
     mproc_lock msg_lock;
     uint8_t *chunk_done;     /* per chunk, set with release when accounted */
@@ -75,6 +114,34 @@ struct mproc_imap_iter {
 
 /* ---- results ------------------------------------------------------------ */
 
+/* bytes of zeroed memory (at least 1): mmap'd when large, with huge pages
+ * if asked; NULL on failure. Freed with zfree(p, bytes). */
+static void *zalloc(size_t bytes, bool huge)
+{
+    if (bytes < MAP_MIN)
+        return calloc(1, bytes ? bytes : 1);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (huge && bytes >= HUGE_MIN)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without it, small pages */
+#else
+    (void)huge;
+#endif
+    return p;
+}
+
+static void zfree(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (bytes < MAP_MIN)
+        free(p);
+    else
+        (void)munmap(p, bytes); /* cannot fail on a mapping of ours */
+}
+
 static void results_free(mproc_results *r)
 {
     for (size_t i = 0; r->slots && i < r->n; i++)
@@ -85,6 +152,13 @@ static void results_free(mproc_results *r)
             free(r->messages[i]);
         free(r->messages);
     }
+    while (r->scratch) {
+        struct scratch *next = r->scratch->next;
+        free(r->scratch);
+        r->scratch = next;
+    }
+    zfree(r->data, r->data_bytes);
+    zfree(r->codes, r->codes_bytes);
     free(r->slots);
     free(r->chunk_done);
     free(r->order);
@@ -116,13 +190,26 @@ static bool chunk_ready(const void *results, size_t k)
     return mproc__load_acquire(&r->chunk_done[k]) != 0;
 }
 
+/* Item i's code (its chunk is accounted). */
+static int item_code(const mproc_results *r, size_t i)
+{
+    return r->result_size ? r->codes[i] : r->slots[i].code;
+}
+
 static void fill_item(const mproc_results *r, size_t i, mproc_item *item)
 {
-    const struct slot *s = &r->slots[i];
     item->index = i;
-    item->code = s->code;
-    item->len = s->len;
-    item->data = s->len == 0 ? NULL : s->len <= SMALL_RESULT ? (const void *)s->u.small : s->u.ptr;
+    if (r->result_size) {
+        item->code = r->codes[i];
+        item->len = item->code == 0 ? r->result_size : 0;
+        item->data = item->code == 0 ? r->data + i * r->result_size : NULL;
+    } else {
+        const struct slot *s = &r->slots[i];
+        item->code = s->code;
+        item->len = s->len;
+        item->data = s->len == 0 ? NULL
+                   : s->len <= SMALL_RESULT ? (const void *)s->u.small : s->u.ptr;
+    }
     const char *m = NULL;
     /* The array appears (release) at the first message of any item. */
     if (mproc__load_acquire(&r->messages)) {
@@ -143,21 +230,38 @@ int mproc_results_get(const mproc_results *r, size_t i, mproc_item *item)
     return item->code;
 }
 
+const void *mproc_results_data(const mproc_results *r, size_t *result_size)
+{
+    if (result_size)
+        *result_size = 0;
+    if (!r || r->result_size == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* Acquire: pairs with every chunk's acq_rel decrement, so all items'
+     * bytes (and codes) are visible once it reads 0. */
+    if (mproc__load_acquire(&r->remaining) != 0) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    if (result_size)
+        *result_size = r->result_size;
+    return r->data;
+}
+
 /* ---- inside an item's task (called through mproc_return & co.) ---------- */
 
-void *mproc__map_item_room(mproc_results *r, size_t i, size_t len)
+/* One past the last item of the chunk starting at item lo. */
+static size_t chunk_end(const mproc_results *r, size_t lo)
 {
-    struct slot *s = &r->slots[i];
-    if (s->len > SMALL_RESULT)
-        free(s->u.ptr);
-    s->len = 0;
-    if (len > UINT32_MAX)
-        return NULL;
-    void *p = s->u.small;
-    if (len > SMALL_RESULT && !(p = s->u.ptr = malloc(len)))
-        return NULL;
-    s->len = (uint32_t)len;
-    return p;
+    return r->n - lo > r->chunksize ? lo + r->chunksize : r->n;
+}
+
+static void note_failure(mproc_results *r, size_t i)
+{
+    uint64_t cur = mproc__load_relaxed(&r->first_fail);
+    while (i < cur && !mproc__cas(&r->first_fail, &cur, i, __ATOMIC_RELAXED))
+        ;
 }
 
 void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_list ap)
@@ -178,6 +282,58 @@ void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_lis
     free(m);
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void item_message(mproc_results *r, size_t i, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mproc__map_item_message(r, i, fmt, ap);
+    va_end(ap);
+}
+
+/* Fixed-size mode, a result of len != result_size for item i: the item
+ * fails with -EMSGSIZE (unless its task fails with its own code, which
+ * then replaces it), and the bytes go to a scratch buffer that lives until
+ * the end of the chunk, where the item's dense bytes are zeroed. */
+static void *wrong_length_room(mproc_results *r, size_t i, size_t len)
+{
+    if (r->codes[i] == 0) {
+        r->codes[i] = -EMSGSIZE;
+        note_failure(r, i);
+    }
+    /* Tells the end of this chunk, on this thread, to look for it. */
+    mproc__fetch_add(&r->wrong_lengths, 1, __ATOMIC_RELAXED);
+    item_message(r, i, "result of %zu bytes, but result_size is %zu", len, r->result_size);
+    struct scratch *sc = len > SIZE_MAX - sizeof *sc ? NULL : malloc(sizeof *sc + len);
+    if (!sc)
+        return NULL;
+    sc->item = i;
+    mproc_lock_acquire(&r->msg_lock, -1);
+    sc->next = r->scratch;
+    r->scratch = sc;
+    mproc_lock_release(&r->msg_lock);
+    return sc->bytes;
+}
+
+void *mproc__map_item_room(mproc_results *r, size_t i, size_t len)
+{
+    if (r->result_size) /* the right length went to ctx->slot directly */
+        return wrong_length_room(r, i, len);
+    struct slot *s = &r->slots[i];
+    if (s->len > SMALL_RESULT)
+        free(s->u.ptr);
+    s->len = 0;
+    if (len > UINT32_MAX)
+        return NULL;
+    void *p = s->u.small;
+    if (len > SMALL_RESULT && !(p = s->u.ptr = malloc(len)))
+        return NULL;
+    s->len = (uint32_t)len;
+    return p;
+}
+
 bool mproc__map_cancelling(const mproc_results *r)
 {
     /* mproc_future_cancel on the map's done future (which is running
@@ -187,32 +343,69 @@ bool mproc__map_cancelling(const mproc_results *r)
 
 /* ---- chunks ---------------------------------------------------------------- */
 
-/* One past the last item of the chunk starting at item lo. */
-static size_t chunk_end(const mproc_results *r, size_t lo)
+/* Fixed-size mode: item i's task failed with `code` (< 0). Its own code
+ * replaces a wrong length's; its bytes read as zeros. */
+static void fixed_item_failed(mproc_results *r, size_t i, int code)
 {
-    return r->n - lo > r->chunksize ? lo + r->chunksize : r->n;
+    r->codes[i] = code;
+    memset(r->data + i * r->result_size, 0, r->result_size);
+    note_failure(r, i);
 }
 
-static void note_failure(mproc_results *r, size_t i)
+/* Fixed-size mode, end of the chunk [lo, hi) after a wrong length
+ * somewhere in the map: zero the bytes of this chunk's failed items (a
+ * task may have written the right length too), free its scratch buffers. */
+static void fixed_chunk_cleanup(mproc_results *r, size_t lo, size_t hi)
 {
-    uint64_t cur = mproc__load_relaxed(&r->first_fail);
-    while (i < cur && !mproc__cas(&r->first_fail, &cur, i, __ATOMIC_RELAXED))
-        ;
+    for (size_t i = lo; i < hi; i++)
+        if (r->codes[i] != 0)
+            memset(r->data + i * r->result_size, 0, r->result_size);
+    mproc_lock_acquire(&r->msg_lock, -1);
+    for (struct scratch **p = &r->scratch; *p;) {
+        struct scratch *sc = *p;
+        if (sc->item >= lo && sc->item < hi) {
+            *p = sc->next;
+            free(sc);
+        } else {
+            p = &sc->next;
+        }
+    }
+    mproc_lock_release(&r->msg_lock);
 }
 
+/* The task of chunk k: its items in a loop, with one context whose
+ * item (and fixed-size slot) moves along. Success stores nothing here:
+ * codes start at 0. */
 static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
 {
     mproc_results *r = (mproc_results *)arg;
-    size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
-    for (size_t i = lo; i < hi; i++) {
-        struct mproc_ctx ctx = { .worker = cctx->worker, .ex = cctx->ex, .map = r, .item = i };
-        int code = r->fn(r->items + i * r->item_size, r->item_size, &ctx);
-        if (code > 0)
-            code = 0;
-        r->slots[i].code = code;
-        if (code != 0)
-            note_failure(r, i);
+    const mproc_task_fn fn = r->fn;
+    const size_t isz = r->item_size, rs = r->result_size;
+    const size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
+    const unsigned char *in = r->items + lo * isz;
+    struct mproc_ctx ctx = { .worker = cctx->worker, .ex = cctx->ex, .map = r };
+    if (rs == 0) {
+        for (size_t i = lo; i < hi; i++, in += isz) {
+            ctx.item = i;
+            int code = fn(in, isz, &ctx);
+            if (code < 0) {
+                r->slots[i].code = code;
+                note_failure(r, i);
+            }
+        }
+        return 0;
     }
+    ctx.slot_len = rs;
+    unsigned char *out = r->data + lo * rs;
+    for (size_t i = lo; i < hi; i++, in += isz, out += rs) {
+        ctx.item = i;
+        ctx.slot = out;
+        int code = fn(in, isz, &ctx);
+        if (code < 0)
+            fixed_item_failed(r, i, code);
+    }
+    if (mproc__load_relaxed(&r->wrong_lengths) != 0)
+        fixed_chunk_cleanup(r, lo, hi);
     return 0;
 }
 
@@ -222,8 +415,12 @@ static void account_chunk(mproc_results *r, size_t k, int code)
 {
     if (code != 0) {
         size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
-        for (size_t i = lo; i < hi; i++)
-            r->slots[i].code = code;
+        for (size_t i = lo; i < hi; i++) {
+            if (r->result_size)
+                r->codes[i] = code;
+            else
+                r->slots[i].code = code;
+        }
         note_failure(r, lo);
     }
     mproc__store_release(&r->chunk_done[k], 1);
@@ -234,7 +431,7 @@ static void account_chunk(mproc_results *r, size_t k, int code)
         mproc__futex_wake(&r->progress, INT_MAX, false);
     if (mproc__fetch_sub(&r->remaining, 1, __ATOMIC_ACQ_REL) == 1) {
         uint64_t first = mproc__load_relaxed(&r->first_fail);
-        mproc__future_complete(r->done, first == NO_FAILURE ? 0 : r->slots[first].code);
+        mproc__future_complete(r->done, first == NO_FAILURE ? 0 : item_code(r, first));
         results_release(r); /* the chunks' reference */
     }
 }
@@ -288,7 +485,18 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
     r->first_fail = NO_FAILURE;
     r->refs = 1;
     size_t nc = r->nchunks ? r->nchunks : 1;
-    r->slots = calloc(n ? n : 1, sizeof *r->slots);
+    bool fixed = opts && opts->result_size > 0;
+    if (fixed) { /* map_start checked n * result_size */
+        r->result_size = opts->result_size;
+        r->data_bytes = n * r->result_size;
+        r->data = zalloc(r->data_bytes, true);
+        if (n <= SIZE_MAX / sizeof *r->codes) {
+            r->codes_bytes = n * sizeof *r->codes;
+            r->codes = zalloc(r->codes_bytes, false);
+        }
+    } else {
+        r->slots = calloc(n ? n : 1, sizeof *r->slots);
+    }
     r->chunk_done = calloc(nc, 1);
     r->order = malloc(nc * sizeof *r->order);
     r->done = mproc__future_manual(ex, 1);
@@ -299,7 +507,7 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
             r->items = r->items_copy;
         }
     }
-    if (!r->slots || !r->chunk_done || !r->order || !r->done ||
+    if ((fixed ? !r->data || !r->codes : !r->slots) || !r->chunk_done || !r->order || !r->done ||
         (opts && (opts->flags & MPROC_COPY_ARG) && n > 0 && !r->items_copy)) {
         results_free(r);
         return NULL;
@@ -312,8 +520,9 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
 static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, size_t item_size,
                      size_t n, const mproc_map_opts *opts, mproc_results **out)
 {
+    size_t rs = opts ? opts->result_size : 0;
     if (!ex || !fn || !out || (n > 0 && (!items || item_size == 0)) ||
-        (n > 0 && item_size > SIZE_MAX / n))
+        (n > 0 && item_size > SIZE_MAX / n) || (n > 0 && rs > SIZE_MAX / n))
         return -EINVAL;
     mproc_results *r = results_new(ex, fn, items, item_size, n, opts);
     if (!r)
