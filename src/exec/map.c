@@ -53,9 +53,9 @@
 /* Arrays of at least this many bytes are mmap'd (zero pages the kernel
  * provides lazily); smaller ones come from calloc. */
 #define MAP_MIN ((size_t)256 << 10)
-/* Dense result arrays of at least this many bytes ask for transparent
- * huge pages: one 2 MiB fault instead of 512 small ones, which on a VM
- * cost far more than the zeroing itself. */
+/* Result arrays (dense results, or slots) of at least this many bytes
+ * ask for transparent huge pages: one 2 MiB fault instead of 512 small
+ * ones, which on a VM cost far more than the zeroing itself. */
 #define HUGE_MIN ((size_t)4 << 20)
 
 struct slot {
@@ -86,7 +86,7 @@ struct mproc_results {
     struct slot *slots;      /* general mode: per item */
     unsigned char *data;     /* fixed: n * result_size bytes (data_bytes allocated) */
     int32_t *codes;          /* fixed: per item, 0 until it fails (codes_bytes) */
-    size_t data_bytes, codes_bytes;
+    size_t slots_bytes, data_bytes, codes_bytes;
     uint32_t wrong_lengths;  /* fixed: results of the wrong length so far */
     struct scratch *scratch; /* fixed: under msg_lock */
     char **messages;         /* per item, allocated at the first failure message */
@@ -159,7 +159,7 @@ static void results_free(mproc_results *r)
     }
     zfree(r->data, r->data_bytes);
     zfree(r->codes, r->codes_bytes);
-    free(r->slots);
+    zfree(r->slots, r->slots_bytes);
     free(r->chunk_done);
     free(r->order);
     free(r->items_copy);
@@ -494,8 +494,9 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
             r->codes_bytes = n * sizeof *r->codes;
             r->codes = zalloc(r->codes_bytes, false);
         }
-    } else {
-        r->slots = calloc(n ? n : 1, sizeof *r->slots);
+    } else if (n <= SIZE_MAX / sizeof *r->slots) {
+        r->slots_bytes = n * sizeof *r->slots;
+        r->slots = zalloc(r->slots_bytes, true);
     }
     r->chunk_done = calloc(nc, 1);
     r->order = malloc(nc * sizeof *r->order);
