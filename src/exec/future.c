@@ -384,6 +384,16 @@ int mproc_return(mproc_ctx *ctx, const void *data, size_t len)
 {
     if (!ctx || (!data && len > 0))
         return -EINVAL;
+    /* A map item's fixed-size slot: the common sizes copy in one move. */
+    if (ctx->slot && len == ctx->slot_len) {
+        switch (len) {
+        case 4: memcpy(ctx->slot, data, 4); break;
+        case 8: memcpy(ctx->slot, data, 8); break;
+        case 16: memcpy(ctx->slot, data, 16); break;
+        default: memcpy(ctx->slot, data, len); break;
+        }
+        return 0;
+    }
     void *p = ctx_room(ctx, len);
     if (!p)
         return -ENOMEM;
