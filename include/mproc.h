@@ -6,6 +6,7 @@
  * from mproc/ for that layer and the ones below it:
  *   mproc/os.h       error codes, clock, memory shared across fork
  *   mproc/sync.h     lock, rlock, condition, semaphore, event, barrier
+ *   mproc/ipc.h      queues, pipes, shared values/arrays, shared memory
  *   mproc/workers.h  threads (and processes)
  *   mproc/exec.h     executors and futures
  */
@@ -14,6 +15,7 @@
 
 #include "mproc/os.h"
 #include "mproc/sync.h"
+#include "mproc/ipc.h"
 #include "mproc/workers.h"
 #include "mproc/exec.h"
 
