@@ -11,8 +11,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "mproc.h"
+#include "os/fault.h"
 #include "os/sys.h"
 #include "runner.h"
 #include "helpers.h"
@@ -303,3 +306,45 @@ TEST_T(herd_condition_exact, 60) { use_herd(); condition_exact(); }
 TEST_T(herd_semaphore_bounded, 60) { use_herd(); semaphore_bounded(); }
 TEST_T(herd_barrier_rounds, 60) { use_herd(); barrier_rounds(); }
 TEST_T(norequeue_condition_exact, 60) { use_norequeue(); condition_exact(); }
+
+/* ---- named fault points (os/fault.h) ------------------------------------ */
+
+static atomic_int fault_fired;
+
+static void count_fault(const char *name)
+{
+    CHECK(strcmp(name, "test.point") == 0);
+    atomic_fetch_add(&fault_fired, 1);
+}
+
+TEST(fault_point_fires_once_on_nth_pass)
+{
+    atomic_store(&fault_fired, 0);
+    for (int i = 0; i < 5; i++)
+        MPROC__FAULT_POINT("test.point"); /* unarmed: nothing */
+    CHECK_EQ(atomic_load(&fault_fired), 0);
+    mproc__fault_arm("test.point", 3, count_fault);
+    MPROC__FAULT_POINT("test.other");
+    MPROC__FAULT_POINT("test.point");
+    MPROC__FAULT_POINT("test.point");
+    CHECK_EQ(atomic_load(&fault_fired), 0);
+    MPROC__FAULT_POINT("test.point");
+    CHECK_EQ(atomic_load(&fault_fired), 1);
+    for (int i = 0; i < 5; i++)
+        MPROC__FAULT_POINT("test.point");
+    CHECK_EQ(atomic_load(&fault_fired), 1);
+    mproc__fault_arm(NULL, 0, NULL);
+}
+
+TEST(fault_point_kills_a_child_there)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        mproc__fault_arm("test.die", 2, mproc__fault_kill_self);
+        MPROC__FAULT_POINT("test.die");
+        MPROC__FAULT_POINT("test.die"); /* dies here */
+        _exit(0);
+    }
+    test_expect_child_killed(pid);
+}
