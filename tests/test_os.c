@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "mproc/os.h"
+#include "os/shmap.h"
 #include "runner.h"
 #include "helpers.h"
 
@@ -706,4 +707,38 @@ TEST(os_shared_calloc_forked_before_first_call)
     CHECK(test_all_bytes(mine, 4096, 0x33));
     CHECK_OK(mproc_shared_free(mine));
     (void)theirs;
+}
+
+/* ---- os/shmap.h ---------------------------------------------------------- */
+
+TEST(shmap_shared_with_fork_child)
+{
+    mproc__shmap m;
+    CHECK_OK(mproc__shmap_create(&m, "test", 10000, 0));
+    CHECK(m.size >= 10000 && m.fd >= 0);
+    CHECK(test_all_bytes(m.addr, m.size, 0));
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        memset(m.addr, 0x5a, 10000);
+        _exit(0);
+    }
+    test_expect_child_ok(pid);
+    CHECK(test_all_bytes(m.addr, 10000, 0x5a));
+    mproc__shmap other;
+    CHECK_OK(mproc__shmap_attach(&other, m.fd));
+    CHECK(other.size == m.size && other.fd == -1);
+    CHECK(test_all_bytes(other.addr, 10000, 0x5a));
+    mproc__shmap_destroy(&other);
+    mproc__shmap_destroy(&m);
+    CHECK(m.addr == NULL && m.fd == -1);
+}
+
+TEST(shmap_bad_sizes)
+{
+    mproc__shmap m;
+    CHECK_RC(mproc__shmap_create(&m, "test", 0, 0), -EINVAL);
+    CHECK_RC(mproc__shmap_create(&m, "test", SIZE_MAX, 0), -EINVAL);
+    CHECK(m.addr == NULL && m.fd == -1);
+    CHECK_RC(mproc__shmap_attach(&m, -1), -EBADF);
 }
