@@ -9,8 +9,9 @@
  * It returns 0, or a negative code that becomes the future's error
  * (Python's exception); mproc_fail attaches a message. Its result is a
  * byte string: mproc_return(ctx, data, len) copies one into the future,
- * mproc_result_buffer(ctx, len) lets the task write it in place. The same
- * task runs unchanged on every kind of executor.
+ * mproc_result_buffer(ctx, len) lets the task write it in place (the
+ * task type and these calls are in workers.h: a process runs the same
+ * tasks). The same task runs unchanged on every kind of executor.
  *
  * Thread executors (MPROC_THREADS): each worker owns a deque of tasks
  * (work stealing between workers); tasks submitted from outside the pool
@@ -43,10 +44,6 @@ extern "C" {
 
 typedef struct mproc_executor mproc_executor;
 typedef struct mproc_future mproc_future;
-typedef struct mproc_ctx mproc_ctx;
-
-/* A task: see the header comment. arg/len are what was submitted. */
-typedef int (*mproc_task_fn)(const void *arg, size_t len, mproc_ctx *ctx);
 
 /* Called on a future when it completes (or is cancelled). */
 typedef void (*mproc_future_cb)(mproc_future *f, void *userdata);
@@ -126,44 +123,6 @@ MPROC_API int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn,
                               const void *arg, size_t len,
                               const mproc_submit_opts *opts,
                               mproc_future **out);
-
-/* ---- inside a task ------------------------------------------------- */
-
-/*
- * mproc_return - set the task's result to a copy of data[0..len)
- * (replacing any earlier one). Returns 0, -EINVAL (NULL ctx, data NULL
- * with len > 0), -ENOMEM. Results of up to 24 bytes are stored in the
- * future itself, with no allocation.
- */
-MPROC_API int mproc_return(mproc_ctx *ctx, const void *data, size_t len);
-
-/*
- * mproc_result_buffer - a buffer of len bytes that is the task's result;
- * the task writes it in place. Valid until the task returns. NULL (with
- * errno ENOMEM or EINVAL) on failure.
- */
-MPROC_API void *mproc_result_buffer(mproc_ctx *ctx, size_t len);
-
-/*
- * mproc_fail - attach a message (printf format, up to 255 bytes kept) to
- * the task's failure and return `code`, so a task writes
- *     return mproc_fail(ctx, -EINVAL, "bad row %d", i);
- * A code >= 0 is returned unchanged and no message is kept.
- */
-MPROC_API int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-/* mproc_cancel_requested - true once the executor was shut down with
- * cancel_futures, or mproc_future_cancel was called on the task's future
- * while it runs: a long task may poll it and stop early. */
-MPROC_API bool mproc_cancel_requested(const mproc_ctx *ctx);
-
-/* mproc_ctx_worker - the index (0 .. workers-1) of the worker running the
- * task, or -EINVAL. */
-MPROC_API int mproc_ctx_worker(const mproc_ctx *ctx);
 
 /* ---- futures ------------------------------------------------------- */
 

@@ -184,6 +184,61 @@ typedef void (*mproc_thread_excepthook_fn)(const mproc_thread_failure *f,
 MPROC_API void mproc_thread_set_excepthook(mproc_thread_excepthook_fn hook,
                                            void *userdata);
 
+/* ---- tasks --------------------------------------------------------- */
+
+/*
+ * A task is what an executor (exec.h) or a process runs:
+ *
+ *     int fn(const void *arg, size_t len, mproc_ctx *ctx);
+ *
+ * It returns 0 (or any positive value, taken as 0), or a negative code
+ * that is its failure (Python's exception); mproc_fail attaches a
+ * message. arg/len are the bytes it was given. ctx is valid only while
+ * it runs.
+ */
+typedef struct mproc_ctx mproc_ctx;
+typedef int (*mproc_task_fn)(const void *arg, size_t len, mproc_ctx *ctx);
+
+/* ---- inside a task ------------------------------------------------- */
+
+/*
+ * mproc_return - set the task's result to a copy of data[0..len)
+ * (replacing any earlier one). Returns 0, -EINVAL (NULL ctx, data NULL
+ * with len > 0), -ENOMEM. Results of up to 24 bytes are stored in the
+ * future itself, with no allocation. A process's task (mproc_process)
+ * has nobody to hand a result to: it is accepted and dropped.
+ */
+MPROC_API int mproc_return(mproc_ctx *ctx, const void *data, size_t len);
+
+/*
+ * mproc_result_buffer - a buffer of len bytes that is the task's result;
+ * the task writes it in place. Valid until the task returns. NULL (with
+ * errno ENOMEM or EINVAL) on failure.
+ */
+MPROC_API void *mproc_result_buffer(mproc_ctx *ctx, size_t len);
+
+/*
+ * mproc_fail - attach a message (printf format, up to 255 bytes kept) to
+ * the task's failure and return `code`, so a task writes
+ *     return mproc_fail(ctx, -EINVAL, "bad row %d", i);
+ * A code >= 0 is returned unchanged and no message is kept.
+ */
+MPROC_API int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* mproc_cancel_requested - true once the executor was shut down with
+ * cancel_futures, or mproc_future_cancel was called on the task's future
+ * while it runs (a long task may poll it and stop early); in a process's
+ * task, true once mproc_process_terminate was called on it. */
+MPROC_API bool mproc_cancel_requested(const mproc_ctx *ctx);
+
+/* mproc_ctx_worker - the index (0 .. workers-1) of the worker running the
+ * task (0 in a process's task), or -EINVAL. */
+MPROC_API int mproc_ctx_worker(const mproc_ctx *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "exec/queue.h"
+#include "workers/ctx.h"
 #include "os/sys.h"
 #include "mproc/exec.h"
 
@@ -83,20 +84,6 @@ struct mproc_future {
 
 _Static_assert(sizeof(struct mproc_future) == 128, "a future is two cache lines");
 
-/* A task's view of where its result goes: a future, or (f == NULL) item
- * `item` of a map. `slot`, when not NULL, is where a result of exactly
- * `slot_len` bytes goes directly (a map with fixed-size results); any
- * other length takes the general path. */
-struct mproc_ctx {
-    mproc_future *f;
-    int worker;
-    mproc_executor *ex;
-    mproc_results *map;
-    size_t item;
-    void *slot;
-    size_t slot_len;
-};
-
 /* pool.c: memory for futures, kept for reuse (any thread may recycle
  * a block another allocated). */
 void *mproc__future_alloc(void);
@@ -119,10 +106,6 @@ void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w);
 mproc_future *mproc__future_manual(mproc_executor *ex, unsigned refs);
 void mproc__future_complete(mproc_future *f, int code);
 
-/* map.c: results of a map item, for mproc_return & co. */
-void *mproc__map_item_room(mproc_results *r, size_t i, size_t len);
-void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_list ap);
-bool mproc__map_cancelling(const mproc_results *r);
 
 /* Final state: F_DONE with code, or F_CANCELLED. */
 static inline bool mproc__future_final(uint32_t state)

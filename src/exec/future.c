@@ -156,22 +156,6 @@ void mproc__future_complete(mproc_future *f, int code)
     finish(f, code);
 }
 
-void mproc__future_run(mproc_future *f, int worker, int fail_code)
-{
-    uint32_t pending = F_PENDING;
-    if (!__atomic_compare_exchange_n(&f->state, &pending, F_RUNNING, false,
-                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-        return; /* cancelled while queued */
-    int code = fail_code;
-    if (code == 0) {
-        struct mproc_ctx ctx = { .f = f, .worker = worker, .ex = f->ex };
-        code = f->fn(f->arg, f->arg_len, &ctx);
-        if (code > 0)
-            code = 0; /* positive returns are success, as 0 */
-    }
-    finish(f, code);
-}
-
 bool mproc__future_cancel_pending(mproc_future *f)
 {
     uint32_t pending = F_PENDING;
@@ -372,83 +356,51 @@ static void *result_room(mproc_future *f, size_t len)
     return p;
 }
 
-/* Room for the result of whatever ctx stands for. */
-static void *ctx_room(mproc_ctx *ctx, size_t len)
+/* ---- the context of a future's task (workers/ctx.h) ------------------ */
+
+static void *future_room(mproc_ctx *ctx, size_t len)
 {
-    if (ctx->slot && len == ctx->slot_len)
-        return ctx->slot;
-    return ctx->f ? result_room(ctx->f, len) : mproc__map_item_room(ctx->map, ctx->item, len);
+    return result_room(ctx->owner, len);
 }
 
-int mproc_return(mproc_ctx *ctx, const void *data, size_t len)
+static void future_message(mproc_ctx *ctx, const char *fmt, va_list ap)
 {
-    if (!ctx || (!data && len > 0))
-        return -EINVAL;
-    /* A map item's fixed-size slot: the common sizes copy in one move. */
-    if (ctx->slot && len == ctx->slot_len) {
-        switch (len) {
-        case 4: memcpy(ctx->slot, data, 4); break;
-        case 8: memcpy(ctx->slot, data, 8); break;
-        case 16: memcpy(ctx->slot, data, 16); break;
-        default: memcpy(ctx->slot, data, len); break;
-        }
-        return 0;
+    /* Only the task writes the message, and readers wait for the final
+     * state; the lock is for creating `rare`. */
+    mproc_future *f = ctx->owner;
+    mproc__mutex_lock(&f->lock);
+    struct mproc__future_rare *r = rare_of(f);
+    mproc__mutex_unlock(&f->lock);
+    if (r && !r->message)
+        r->message = malloc(F_MESSAGE_MAX);
+    if (r && r->message)
+        vsnprintf(r->message, F_MESSAGE_MAX, fmt, ap);
+}
+
+static bool future_cancel_requested(const mproc_ctx *ctx)
+{
+    const mproc_future *f = ctx->owner;
+    return mproc__exec_cancelling(f->ex) || mproc__load_relaxed(&f->cancel_req) != 0;
+}
+
+static const struct mproc__ctx_ops future_ctx_ops = {
+    .room = future_room,
+    .message = future_message,
+    .cancel_requested = future_cancel_requested,
+};
+
+void mproc__future_run(mproc_future *f, int worker, int fail_code)
+{
+    uint32_t pending = F_PENDING;
+    if (!__atomic_compare_exchange_n(&f->state, &pending, F_RUNNING, false,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return; /* cancelled while queued */
+    int code = fail_code;
+    if (code == 0) {
+        struct mproc_ctx ctx = { .ops = &future_ctx_ops, .owner = f, .worker = worker };
+        code = f->fn(f->arg, f->arg_len, &ctx);
+        if (code > 0)
+            code = 0; /* positive returns are success, as 0 */
     }
-    void *p = ctx_room(ctx, len);
-    if (!p)
-        return -ENOMEM;
-    if (len > 0)
-        memcpy(p, data, len);
-    return 0;
-}
-
-void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
-{
-    if (!ctx) {
-        errno = EINVAL;
-        return NULL;
-    }
-    void *p = ctx_room(ctx, len);
-    if (!p)
-        errno = ENOMEM;
-    return p;
-}
-
-int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
-{
-    if (!ctx || code >= 0 || !fmt)
-        return code;
-    va_list ap;
-    va_start(ap, fmt);
-    if (!ctx->f) {
-        mproc__map_item_message(ctx->map, ctx->item, fmt, ap);
-    } else {
-        /* Only the task writes the message, and readers wait for the
-         * final state; the lock is for creating `rare`. */
-        mproc_future *f = ctx->f;
-        mproc__mutex_lock(&f->lock);
-        struct mproc__future_rare *r = rare_of(f);
-        mproc__mutex_unlock(&f->lock);
-        if (r && !r->message)
-            r->message = malloc(F_MESSAGE_MAX);
-        if (r && r->message)
-            vsnprintf(r->message, F_MESSAGE_MAX, fmt, ap);
-    }
-    va_end(ap);
-    return code;
-}
-
-bool mproc_cancel_requested(const mproc_ctx *ctx)
-{
-    if (!ctx)
-        return false;
-    if (mproc__exec_cancelling(ctx->ex))
-        return true;
-    return ctx->f ? mproc__load_relaxed(&ctx->f->cancel_req) != 0
-                  : mproc__map_cancelling(ctx->map);
-}
-
-int mproc_ctx_worker(const mproc_ctx *ctx)
-{
-    return ctx ? ctx->worker : -EINVAL;
+    finish(f, code);
 }

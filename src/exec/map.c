@@ -14,7 +14,7 @@
  *   - fixed size (result_size > 0): results lie densely in `data`, item i
  *     at i * result_size, and the item's context points there (`slot`),
  *     so mproc_return / mproc_result_buffer of that length write in place
- *     (future.c's ctx_room). Codes live in `codes`, one int32 per item,
+ *     (workers/ctx.c). Codes live in `codes`, one int32 per item,
  *     written only when an item fails: on success an item costs its task
  *     call and nothing else. Both arrays come zeroed from the kernel when
  *     large (mmap), so an item that returns nothing reads as zero bytes,
@@ -264,7 +264,7 @@ static void note_failure(mproc_results *r, size_t i)
         ;
 }
 
-void mproc__map_item_message(mproc_results *r, size_t i, const char *fmt, va_list ap)
+static void item_vmessage(mproc_results *r, size_t i, const char *fmt, va_list ap)
 {
     char *m = malloc(F_MESSAGE_MAX);
     if (!m)
@@ -289,7 +289,7 @@ static void item_message(mproc_results *r, size_t i, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    mproc__map_item_message(r, i, fmt, ap);
+    item_vmessage(r, i, fmt, ap);
     va_end(ap);
 }
 
@@ -317,7 +317,7 @@ static void *wrong_length_room(mproc_results *r, size_t i, size_t len)
     return sc->bytes;
 }
 
-void *mproc__map_item_room(mproc_results *r, size_t i, size_t len)
+static void *item_room(mproc_results *r, size_t i, size_t len)
 {
     if (r->result_size) /* the right length went to ctx->slot directly */
         return wrong_length_room(r, i, len);
@@ -334,12 +334,31 @@ void *mproc__map_item_room(mproc_results *r, size_t i, size_t len)
     return p;
 }
 
-bool mproc__map_cancelling(const mproc_results *r)
+/* ---- the context of an item's task (workers/ctx.h) -------------------- */
+
+static void *map_room(mproc_ctx *ctx, size_t len)
+{
+    return item_room(ctx->owner, ctx->item, len);
+}
+
+static void map_message(mproc_ctx *ctx, const char *fmt, va_list ap)
+{
+    item_vmessage(ctx->owner, ctx->item, fmt, ap);
+}
+
+static bool map_cancel_requested(const mproc_ctx *ctx)
 {
     /* mproc_future_cancel on the map's done future (which is running
      * while any item is) asks every item still running to stop early. */
-    return mproc__load_relaxed(&r->done->cancel_req) != 0;
+    const mproc_results *r = ctx->owner;
+    return mproc__exec_cancelling(r->ex) || mproc__load_relaxed(&r->done->cancel_req) != 0;
 }
+
+static const struct mproc__ctx_ops map_ctx_ops = {
+    .room = map_room,
+    .message = map_message,
+    .cancel_requested = map_cancel_requested,
+};
 
 /* ---- chunks ---------------------------------------------------------------- */
 
@@ -383,7 +402,7 @@ static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
     const size_t isz = r->item_size, rs = r->result_size;
     const size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
     const unsigned char *in = r->items + lo * isz;
-    struct mproc_ctx ctx = { .worker = cctx->worker, .ex = cctx->ex, .map = r };
+    struct mproc_ctx ctx = { .ops = &map_ctx_ops, .owner = r, .worker = cctx->worker };
     if (rs == 0) {
         for (size_t i = lo; i < hi; i++, in += isz) {
             ctx.item = i;

@@ -1,0 +1,65 @@
+/*
+ * workers/ctx.c -- the calls a running task makes on its mproc_ctx
+ * (see ctx.h), whatever runs it.
+ */
+#include "workers/ctx.h"
+
+#include <errno.h>
+#include <string.h>
+
+int mproc_return(mproc_ctx *ctx, const void *data, size_t len)
+{
+    if (!ctx || (!data && len > 0))
+        return -EINVAL;
+    /* A map item's fixed-size slot: the common sizes copy in one move. */
+    if (ctx->slot && len == ctx->slot_len) {
+        switch (len) {
+        case 4: memcpy(ctx->slot, data, 4); break;
+        case 8: memcpy(ctx->slot, data, 8); break;
+        case 16: memcpy(ctx->slot, data, 16); break;
+        default: memcpy(ctx->slot, data, len); break;
+        }
+        return 0;
+    }
+    void *p = ctx->ops->room(ctx, len);
+    if (!p)
+        return -ENOMEM;
+    if (len > 0)
+        memcpy(p, data, len);
+    return 0;
+}
+
+void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
+{
+    if (!ctx) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (ctx->slot && len == ctx->slot_len)
+        return ctx->slot;
+    void *p = ctx->ops->room(ctx, len);
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+int mproc_fail(mproc_ctx *ctx, int code, const char *fmt, ...)
+{
+    if (!ctx || code >= 0 || !fmt)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    ctx->ops->message(ctx, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+bool mproc_cancel_requested(const mproc_ctx *ctx)
+{
+    return ctx && ctx->ops->cancel_requested(ctx);
+}
+
+int mproc_ctx_worker(const mproc_ctx *ctx)
+{
+    return ctx ? ctx->worker : -EINVAL;
+}
