@@ -31,6 +31,228 @@ extern "C" {
 
 /* ---- shared values and arrays: Value, Array, RawValue, RawArray ------ */
 
+/*
+ * A value is one typed item in shared memory (Python's Value('i', 0)); an
+ * array is `len` items of one type (Array('i', 5)). Both come with a
+ * robust process-shared lock (get_lock()) unless created MPROC_RAW
+ * (RawValue / RawArray).
+ *
+ * What is atomic without the lock: every single-item get, set, add and
+ * cas on a number (i32, i64, u64, f64). get has acquire order, set has
+ * release order, add and cas are acquire-release, so a value set last
+ * publishes what the setter wrote before. They never take the lock, so
+ * they may be called while holding it. The lock is for compound updates
+ * (`with lock: v.value += 1` is lock, get, set, release -- or just add)
+ * and for consistency across several items; the bulk and bytes calls
+ * below take it themselves (unless the calling thread already holds it).
+ *
+ * Where they live: small objects in the process tree's shared arena
+ * (mproc_shared_calloc), large ones (above 16 KiB) in a shared mapping of
+ * their own. A handle is valid, at the same address, in every process
+ * forked after the create call (and in their forks); processes forked
+ * before it do not see it.
+ *
+ * Life cycle: destroy exactly once, in any one process, after every other
+ * process and thread has stopped using the object; the others simply
+ * stop using it (a process that exits needs no cleanup). Calls on a NULL
+ * or destroyed handle return -EINVAL where detectable.
+ *
+ * Errors shared by the calls below: -EINVAL for a NULL or destroyed
+ * handle, a NULL output pointer, or a call of the wrong type (get_f64 on
+ * an i64 value); -ERANGE for an array index or range past the end.
+ */
+
+/* Item types. Python type codes: 'i' is MPROC_I32, 'q' MPROC_I64, 'Q'
+ * MPROC_U64, 'd' MPROC_F64, 'c'/'B' MPROC_BYTES. */
+typedef enum mproc_type {
+    MPROC_I32 = 0, /* int32_t (the default, as Python's 'i') */
+    MPROC_I64,     /* int64_t */
+    MPROC_U64,     /* uint64_t */
+    MPROC_F64,     /* double */
+    MPROC_BYTES    /* value: a byte string up to `size`; array: bytes */
+} mproc_type;
+
+/* No lock: RawValue / RawArray. The atomic single-item calls still work;
+ * the bytes and bulk calls copy without any protection. */
+#define MPROC_RAW 0x1u
+
+typedef struct mproc_value mproc_value;
+typedef struct mproc_array mproc_array;
+
+/* Options of mproc_value_create. Zero is the default for every field;
+ * more fields may be added. */
+typedef struct mproc_value_opts {
+    mproc_type type; /* item type; default MPROC_I32 */
+    size_t size;     /* MPROC_BYTES: capacity in bytes (required, > 0);
+                      * other types: 0 */
+    unsigned flags;  /* 0 or MPROC_RAW */
+} mproc_value_opts;
+
+/*
+ * mproc_value_create - a new shared value, zero (or the empty byte
+ * string), with its lock unless MPROC_RAW. opts NULL: a locked MPROC_I32.
+ * *out is the handle, owned by the caller until mproc_value_destroy.
+ * Errors: -EINVAL (out NULL, unknown type or flags, size 0 for
+ * MPROC_BYTES or nonzero for a number), -ENOMEM, -EMFILE.
+ * Thread-safe.
+ */
+MPROC_API int mproc_value_create(mproc_value **out, const mproc_value_opts *opts);
+
+/*
+ * mproc_value_destroy - free a value (see "Life cycle" above: once, after
+ * everyone has stopped using it). NULL is a no-op returning 0.
+ * Errors: -EBUSY when a live thread holds its lock (nothing is freed),
+ * -EINVAL.
+ */
+MPROC_API int mproc_value_destroy(mproc_value *v);
+
+/* mproc_value_type - the value's mproc_type, or -EINVAL. */
+MPROC_API int mproc_value_type(const mproc_value *v);
+
+/* mproc_value_size - bytes of storage: 4 or 8 for numbers, the capacity
+ * for MPROC_BYTES; 0 for an invalid handle. */
+MPROC_API size_t mproc_value_size(const mproc_value *v);
+
+/*
+ * mproc_value_lock - the value's lock (Python's get_lock()), a robust
+ * MPROC_SHARED mproc_lock: use it with mproc_lock_acquire/release. When
+ * a process dies holding it, the next acquirer gets -EOWNERDEAD, repairs
+ * the value and calls mproc_lock_consistent. Owned by the value: do not
+ * destroy it. NULL for a MPROC_RAW or invalid value.
+ */
+MPROC_API mproc_lock *mproc_value_lock(mproc_value *v);
+
+/*
+ * mproc_value_ptr - the address of the stored item (int32_t, int64_t,
+ * uint64_t, double, or the bytes of a MPROC_BYTES value), 8-byte aligned,
+ * for direct access under the lock. Valid until the value is destroyed.
+ * NULL for an invalid handle.
+ */
+MPROC_API void *mproc_value_ptr(mproc_value *v);
+
+/*
+ * mproc_value_get_<T> / mproc_value_set_<T> - read the value into *out /
+ * store x. Atomic, lock-free, never block. -EINVAL if the value is not of
+ * type T.
+ */
+MPROC_API int mproc_value_get_i32(mproc_value *v, int32_t *out);
+MPROC_API int mproc_value_get_i64(mproc_value *v, int64_t *out);
+MPROC_API int mproc_value_get_u64(mproc_value *v, uint64_t *out);
+MPROC_API int mproc_value_get_f64(mproc_value *v, double *out);
+MPROC_API int mproc_value_set_i32(mproc_value *v, int32_t x);
+MPROC_API int mproc_value_set_i64(mproc_value *v, int64_t x);
+MPROC_API int mproc_value_set_u64(mproc_value *v, uint64_t x);
+MPROC_API int mproc_value_set_f64(mproc_value *v, double x);
+
+/*
+ * mproc_value_add_<T> - add delta atomically (integers wrap around, two's
+ * complement); the value before the addition goes to *old unless old is
+ * NULL. Lock-free (f64 retries a compare-and-swap). Never blocks.
+ * -EINVAL if the value is not of type T.
+ */
+MPROC_API int mproc_value_add_i32(mproc_value *v, int32_t delta, int32_t *old);
+MPROC_API int mproc_value_add_i64(mproc_value *v, int64_t delta, int64_t *old);
+MPROC_API int mproc_value_add_u64(mproc_value *v, uint64_t delta, uint64_t *old);
+MPROC_API int mproc_value_add_f64(mproc_value *v, double delta, double *old);
+
+/*
+ * mproc_value_cas_<T> - compare and swap: if the value equals *expected,
+ * store desired and return 0; otherwise store the current value in
+ * *expected and return -EAGAIN. Lock-free, never blocks.
+ * -EINVAL if the value is not of type T or expected is NULL.
+ */
+MPROC_API int mproc_value_cas_i32(mproc_value *v, int32_t *expected, int32_t desired);
+MPROC_API int mproc_value_cas_i64(mproc_value *v, int64_t *expected, int64_t desired);
+MPROC_API int mproc_value_cas_u64(mproc_value *v, uint64_t *expected, uint64_t desired);
+
+/*
+ * mproc_value_set_bytes - store `len` bytes (len <= the capacity; 0 makes
+ * it empty) in a MPROC_BYTES value. data may be NULL only when len is 0.
+ * mproc_value_get_bytes - copy the stored bytes into buf (capacity cap)
+ * and their number into *len; buf may be NULL when cap is 0.
+ * Both take the value's lock, unless the calling thread already holds it
+ * or the value is MPROC_RAW (then a concurrent set can tear the copy).
+ * If the lock's previous holder died, they copy nothing and return
+ * -EOWNERDEAD (the bytes may be half-written; acquire the lock, repair,
+ * call mproc_lock_consistent). Block while another thread holds the lock.
+ * Errors: -EMSGSIZE (set: len above the capacity; get: cap below the
+ * stored length, which is still reported in *len), -EINVAL.
+ */
+MPROC_API int mproc_value_set_bytes(mproc_value *v, const void *data, size_t len);
+MPROC_API int mproc_value_get_bytes(mproc_value *v, void *buf, size_t cap, size_t *len);
+
+/* Options of mproc_array_create. Zero is the default for every field
+ * except len; more fields may be added. */
+typedef struct mproc_array_opts {
+    mproc_type type;  /* item type; default MPROC_I32. MPROC_BYTES: items
+                       * are single bytes */
+    size_t len;       /* number of items (required, > 0) */
+    unsigned flags;   /* 0 or MPROC_RAW */
+    const void *init; /* NULL (all zero), or `len` items to copy in */
+} mproc_array_opts;
+
+/*
+ * mproc_array_create - a new shared array of opts->len items, zero or
+ * copied from opts->init, with its lock unless MPROC_RAW.
+ * *out is the handle, owned by the caller until mproc_array_destroy.
+ * Errors: -EINVAL (out or opts NULL, len 0, unknown type or flags, a
+ * size that overflows), -ENOMEM, -EMFILE. Thread-safe.
+ */
+MPROC_API int mproc_array_create(mproc_array **out, const mproc_array_opts *opts);
+
+/* mproc_array_destroy - as mproc_value_destroy. */
+MPROC_API int mproc_array_destroy(mproc_array *a);
+
+/* mproc_array_type - the items' mproc_type, or -EINVAL. */
+MPROC_API int mproc_array_type(const mproc_array *a);
+
+/* mproc_array_len - the number of items; 0 for an invalid handle. */
+MPROC_API size_t mproc_array_len(const mproc_array *a);
+
+/* mproc_array_lock - as mproc_value_lock. */
+MPROC_API mproc_lock *mproc_array_lock(mproc_array *a);
+
+/* mproc_array_ptr - the first item (items are contiguous, 8-byte
+ * aligned), for direct access under the lock; NULL for an invalid
+ * handle. */
+MPROC_API void *mproc_array_ptr(mproc_array *a);
+
+/*
+ * mproc_array_get_<T> / set / add / cas - the value calls above, on item
+ * `index`. Atomic and lock-free per item. -ERANGE when index >= len;
+ * -EINVAL when the array is not of type T.
+ */
+MPROC_API int mproc_array_get_i32(mproc_array *a, size_t index, int32_t *out);
+MPROC_API int mproc_array_get_i64(mproc_array *a, size_t index, int64_t *out);
+MPROC_API int mproc_array_get_u64(mproc_array *a, size_t index, uint64_t *out);
+MPROC_API int mproc_array_get_f64(mproc_array *a, size_t index, double *out);
+MPROC_API int mproc_array_set_i32(mproc_array *a, size_t index, int32_t x);
+MPROC_API int mproc_array_set_i64(mproc_array *a, size_t index, int64_t x);
+MPROC_API int mproc_array_set_u64(mproc_array *a, size_t index, uint64_t x);
+MPROC_API int mproc_array_set_f64(mproc_array *a, size_t index, double x);
+MPROC_API int mproc_array_add_i32(mproc_array *a, size_t index, int32_t delta, int32_t *old);
+MPROC_API int mproc_array_add_i64(mproc_array *a, size_t index, int64_t delta, int64_t *old);
+MPROC_API int mproc_array_add_u64(mproc_array *a, size_t index, uint64_t delta, uint64_t *old);
+MPROC_API int mproc_array_add_f64(mproc_array *a, size_t index, double delta, double *old);
+MPROC_API int mproc_array_cas_i32(mproc_array *a, size_t index, int32_t *expected,
+                                  int32_t desired);
+MPROC_API int mproc_array_cas_i64(mproc_array *a, size_t index, int64_t *expected,
+                                  int64_t desired);
+MPROC_API int mproc_array_cas_u64(mproc_array *a, size_t index, uint64_t *expected,
+                                  uint64_t desired);
+
+/*
+ * mproc_array_read / mproc_array_write - copy `count` items starting at
+ * item `start` out to dst / in from src (Python's arr[start:start+count]
+ * and slice assignment), any type. Under the array's lock, as
+ * mproc_value_get_bytes (same -EOWNERDEAD rule), so a read sees no
+ * half-done write of other lock holders; each number is also copied
+ * atomically. count 0 does nothing. Errors: -ERANGE (start + count past
+ * the end), -EOWNERDEAD, -EINVAL (NULL dst/src with count > 0).
+ */
+MPROC_API int mproc_array_read(mproc_array *a, size_t start, void *dst, size_t count);
+MPROC_API int mproc_array_write(mproc_array *a, size_t start, const void *src, size_t count);
+
 /* ---- shared memory segments: shared_memory.SharedMemory -------------- */
 
 #ifdef __cplusplus
