@@ -239,6 +239,135 @@ MPROC_API bool mproc_cancel_requested(const mproc_ctx *ctx);
  * task (0 in a process's task), or -EINVAL. */
 MPROC_API int mproc_ctx_worker(const mproc_ctx *ctx);
 
+/* ---- processes (Python's multiprocessing.Process) ------------------- */
+
+typedef struct mproc_process mproc_process;
+
+/*
+ * How a child process starts:
+ *   MPROC_START_FORK        fork() this process; the child runs the task
+ *                           in a copy of the parent's memory. Refused
+ *                           (MPROC_ETHREADS) while the parent runs more
+ *                           than one thread, unless MPROC_FORK_THREADS is
+ *                           given: a copy of a threaded process may hold
+ *                           locks of threads that do not exist there.
+ *   MPROC_START_FORKSERVER  children are forked by a single-threaded
+ *                           server process started on first use (start it
+ *                           early, before threads, with
+ *                           mproc_forkserver_start): safe in threaded
+ *                           programs, and cheaper than spawn. The task
+ *                           must be in the program (or a library loaded
+ *                           before the server started); the child sees
+ *                           the program as it was when the server started,
+ *                           not the parent's current memory.
+ *   MPROC_START_SPAWN       the program is executed afresh
+ *                           (/proc/self/exe) and the task is found by its
+ *                           symbol name before main() runs. The task must
+ *                           be a non-static function, exported to the
+ *                           dynamic symbol table: link the program with
+ *                           -rdynamic (or -Wl,--export-dynamic-symbol=NAME).
+ *                           mproc_process_start fails with MPROC_ENOSYMBOL
+ *                           when the name cannot be found or resolved.
+ * MPROC_START_DEFAULT is MPROC_START_FORK (the notes' model: the child
+ * starts as a copy of the parent); a threaded program gets MPROC_ETHREADS
+ * from it and chooses.
+ */
+typedef enum mproc_start_method {
+    MPROC_START_DEFAULT = 0,
+    MPROC_START_FORK,
+    MPROC_START_FORKSERVER,
+    MPROC_START_SPAWN,
+} mproc_start_method;
+
+/* mproc_process_opts.flags */
+#define MPROC_FORK_THREADS 0x1u /* MPROC_START_FORK even with threads running */
+
+typedef struct mproc_process_opts {
+    mproc_task_fn fn;          /* required: runs in the child as fn(arg, len, ctx) */
+    const void *arg;           /* copied by create (may be NULL with len 0) */
+    size_t len;
+    const char *name;          /* default "Process-N", N counting from 1 */
+    bool daemon;               /* dies with this process (see below) */
+    mproc_start_method start;
+    unsigned flags;            /* MPROC_FORK_THREADS */
+} mproc_process_opts;
+
+/*
+ * mproc_process_create - a process object that will run opts->fn (Python's
+ * Process(target=..., args=...)); nothing starts yet. The argument bytes
+ * are copied. Errors: -EINVAL (NULL out/opts/fn, arg NULL with len > 0,
+ * unknown start method or flags), -ENOMEM.
+ */
+MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts *opts);
+
+/*
+ * mproc_process_start - start the child. The task's return value decides
+ * the exit code: 0 or positive -> 0; negative -> 1, after a line on the
+ * child's stderr "Process NAME (pid N): CODE_NAME: text[: message]" (the
+ * message from mproc_fail), as Python prints an uncaught exception. A
+ * process is started at most once.
+ * Errors: -EINVAL (NULL, already started), MPROC_ETHREADS (fork with
+ * threads, see above), MPROC_ENOSYMBOL (spawn: task not found), -EAGAIN /
+ * -ENOMEM (the system refused a process), or another -errno.
+ *
+ * Daemon children are killed (SIGKILL) when this process ends, however it
+ * ends -- each watches this process through a pidfd, so the death of the
+ * thread that started it does not count. At normal exit (return from
+ * main, exit()) daemon children are terminated (SIGTERM, then SIGKILL
+ * after 1 s) and non-daemon children are waited for, as Python does.
+ */
+MPROC_API int mproc_process_start(mproc_process *p);
+
+/*
+ * mproc_process_join - wait at most timeout_ms for the child to end, and
+ * reap it. Returns 0 once it has ended (see mproc_process_exitcode),
+ * -ETIMEDOUT, -EINVAL (NULL, not started). Thread-safe.
+ */
+MPROC_API int mproc_process_join(mproc_process *p, int64_t timeout_ms);
+
+/* mproc_process_is_alive - started and not ended yet (reaps it if it has
+ * ended). False for NULL. */
+MPROC_API bool mproc_process_is_alive(mproc_process *p);
+
+/*
+ * mproc_process_terminate / mproc_process_kill - send SIGTERM / SIGKILL to
+ * the child, through its pidfd (never to a recycled pid). Returns 0 (also
+ * when it has ended already), -EINVAL (NULL, not started), -errno.
+ */
+MPROC_API int mproc_process_terminate(mproc_process *p);
+MPROC_API int mproc_process_kill(mproc_process *p);
+
+/* mproc_process_pid - the child's pid, or 0 before start / for NULL. */
+MPROC_API pid_t mproc_process_pid(const mproc_process *p);
+
+/*
+ * mproc_process_exitcode - once the child has ended (after join or
+ * is_alive reaped it): *code = its exit status, or minus the signal that
+ * killed it (Python's exitcode). Returns 0, -EAGAIN (not ended or not
+ * reaped yet, or never started), -EINVAL.
+ */
+MPROC_API int mproc_process_exitcode(const mproc_process *p, int *code);
+
+/* mproc_process_name - the process's name (valid until destroy), "" for
+ * NULL. */
+MPROC_API const char *mproc_process_name(const mproc_process *p);
+
+/*
+ * mproc_process_destroy - drop the handle. A child still running goes on
+ * (daemon or not, with the rules above) and is still reaped by mproc when
+ * it ends: no zombie is left. NULL is a no-op.
+ */
+MPROC_API void mproc_process_destroy(mproc_process *p);
+
+/*
+ * mproc_forkserver_start - start the fork server now (otherwise the first
+ * MPROC_START_FORKSERVER start does), ideally first thing in main(),
+ * while the program runs one thread and holds little memory. Returns 0
+ * (also if it runs already) or -errno. The server exits when this
+ * process does.
+ */
+MPROC_API int mproc_forkserver_start(void);
+
 #ifdef __cplusplus
 }
 #endif
