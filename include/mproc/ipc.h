@@ -27,6 +27,179 @@ extern "C" {
 
 /* ---- queues: Queue, SimpleQueue, JoinableQueue ---------------------- */
 
+/*
+ * A FIFO queue of byte messages between any number of producer and
+ * consumer threads and processes (Python's multiprocessing.Queue; the
+ * default queue is also its SimpleQueue, and with MPROC_QUEUE_JOINABLE its
+ * JoinableQueue). Messages are copied in by put and copied out by get.
+ *
+ * The queue and its ring buffer live in one shared mapping of their own:
+ * create it before fork() and use the same handle in the children. There
+ * is no feeder thread and no pipe: a put copies the message into the ring
+ * and returns, so its errors are reported by put itself, never lost.
+ * Blocked calls sleep on futexes and wake when the state they wait for
+ * changes.
+ *
+ * Crash safety: a producer killed in the middle of a put loses at most
+ * that message; a consumer killed in the middle of a get loses at most
+ * that message (if it had not finished copying it, the next consumer gets
+ * it). The queue stays consistent and no other caller waits more than
+ * about 100 ms longer because of the death.
+ *
+ * Ordering: messages from one producer thread are got in the order it
+ * put them; a get takes the oldest message in the queue.
+ *
+ * Every call is safe from any number of threads and processes at once.
+ * Timeouts: -1 waits forever; 0 does not wait (the call fails with
+ * -EAGAIN instead); a positive value waits at most that many ms
+ * (-ETIMEDOUT); below -1 is -EINVAL.
+ */
+typedef struct mproc_queue mproc_queue;
+
+/* mproc_queue_opts.flags: the queue counts unfinished tasks
+ * (mproc_queue_task_done, mproc_queue_join). */
+#define MPROC_QUEUE_JOINABLE 0x1u
+
+/* Options of mproc_queue_create. Zero fields mean the default; more
+ * fields may be added (zero stays the default). */
+typedef struct mproc_queue_opts {
+    /* Most messages queued at once (Python's maxsize); 0 = no limit
+     * other than max_bytes. */
+    size_t maxsize;
+    /* Size of the ring: most bytes queued at once, counting an 8-byte
+     * header per message and padding of each message to 8 bytes.
+     * 0 = 1 MiB; at least 256 (smaller values are raised), at most
+     * 1 GiB. Messages larger than half of it are streamed through it in
+     * chunks while a consumer takes them out, so they may be larger than
+     * the ring itself. */
+    size_t max_bytes;
+    /* Largest message accepted by put; 0 = 64 MiB. */
+    size_t max_message;
+    /* 0 or MPROC_QUEUE_JOINABLE. */
+    unsigned flags;
+} mproc_queue_opts;
+
+/*
+ * mproc_queue_create - create an empty queue in a shared mapping of its
+ * own and store its handle in *out. opts may be NULL.
+ * Errors: -EINVAL (out NULL, unknown flags, max_bytes over 1 GiB),
+ * -ENOMEM, -EMFILE or another -errno from creating the mapping.
+ */
+MPROC_API int mproc_queue_create(mproc_queue **out, const mproc_queue_opts *opts);
+
+/*
+ * mproc_queue_destroy - unmap the queue from the calling process. Other
+ * processes that share it keep using it; the memory is freed when the
+ * last of them unmaps it or exits. No thread of the calling process may
+ * use the handle any more (it is no longer mapped).
+ * Errors: -EINVAL (NULL or not a queue).
+ */
+MPROC_API int mproc_queue_destroy(mproc_queue *q);
+
+/*
+ * mproc_queue_put - append a copy of the `len` bytes at `data` (data may
+ * be NULL when len is 0), waiting at most timeout_ms for room: for a free
+ * item slot (maxsize) and for ring space. A message larger than about
+ * half of max_bytes is streamed while consumers take it out, so its put
+ * waits for a consumer (with timeout 0 it fails with -EAGAIN as soon as
+ * it would have to wait, which for a message larger than the ring is
+ * always); a put that fails after part of such a message was streamed
+ * withdraws it: no consumer ever gets part of a message.
+ * Returns 0; -EAGAIN (timeout 0 and no room); -ETIMEDOUT; -EPIPE (the
+ * queue is closed); -EMSGSIZE (len > max_message); -EINVAL (NULL queue,
+ * data NULL with len > 0, timeout below -1).
+ * Thread-safe and process-safe. Blocks.
+ */
+MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
+                              int64_t timeout_ms);
+
+/* mproc_queue_put_nowait - mproc_queue_put with timeout 0: -EAGAIN when
+ * the queue is full. */
+MPROC_API int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t len);
+
+/*
+ * mproc_queue_get - remove the oldest message and copy it into buf (cap
+ * bytes), waiting at most timeout_ms for one; *len receives its length.
+ * If it does not fit, nothing is removed: returns -EMSGSIZE with *len set
+ * to the size needed (retry with a larger buffer, or use
+ * mproc_queue_get_alloc). Once a get has begun taking a message that is
+ * being streamed (larger than half of max_bytes), it finishes receiving
+ * it even past its timeout: the producer is writing it at that moment,
+ * and the get returns as soon as it has written it, given up or died.
+ * Returns 0; -EAGAIN (timeout 0, queue empty); -ETIMEDOUT; -EPIPE (the
+ * queue is closed and every message put before has been got);
+ * -EMSGSIZE; -EINVAL (NULL queue or len, buf NULL with cap > 0, timeout
+ * below -1). Thread-safe and process-safe. Blocks.
+ */
+MPROC_API int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len,
+                              int64_t timeout_ms);
+
+/* mproc_queue_get_nowait - mproc_queue_get with timeout 0: -EAGAIN when
+ * the queue is empty (-EPIPE when it is also closed). */
+MPROC_API int mproc_queue_get_nowait(mproc_queue *q, void *buf, size_t cap, size_t *len);
+
+/*
+ * mproc_queue_get_alloc - as mproc_queue_get, into a buffer allocated
+ * with malloc (*data; at least 1 byte, also for an empty message), which
+ * the caller frees with free(). On error *data is NULL.
+ * Errors: as mproc_queue_get, plus -ENOMEM (the message stays queued);
+ * never -EMSGSIZE.
+ */
+MPROC_API int mproc_queue_get_alloc(mproc_queue *q, void **data, size_t *len,
+                                    int64_t timeout_ms);
+
+/*
+ * mproc_queue_qsize - the number of messages in the queue (>= 0), or
+ * -EINVAL. A snapshot: other threads and processes may change it at once.
+ */
+MPROC_API int mproc_queue_qsize(const mproc_queue *q);
+
+/* mproc_queue_empty - 1 if the queue holds no message, 0 if it holds
+ * some, -EINVAL. A snapshot. */
+MPROC_API int mproc_queue_empty(const mproc_queue *q);
+
+/* mproc_queue_full - 1 if a put would have to wait even for an empty
+ * message (maxsize messages queued, or the ring full), 0 if not, -EINVAL.
+ * A larger message may have to wait when this says 0. A snapshot. */
+MPROC_API int mproc_queue_full(const mproc_queue *q);
+
+/*
+ * mproc_queue_close - close the queue, for every process sharing it:
+ * later puts fail with -EPIPE, as do puts blocked waiting for room (they
+ * wake up); gets still return the messages already queued, then -EPIPE,
+ * and gets blocked on an empty queue wake up with -EPIPE. A put that had
+ * already begun copying its message when close was called may still
+ * complete; once a get has returned -EPIPE, no message can arrive any
+ * more. Closing again is a no-op. The queue stays mapped: destroy it
+ * after. Returns 0 or -EINVAL. Thread-safe and process-safe; never blocks.
+ */
+MPROC_API int mproc_queue_close(mproc_queue *q);
+
+/* mproc_queue_is_closed - 1 if mproc_queue_close was called (by any
+ * process), 0 if not, -EINVAL. */
+MPROC_API int mproc_queue_is_closed(const mproc_queue *q);
+
+/*
+ * mproc_queue_task_done - JoinableQueue: say that one message got from
+ * the queue has been fully processed. Every put adds one unfinished task;
+ * every task_done removes one.
+ * Errors: -EOVERFLOW when there is no unfinished task (called more times
+ * than messages were put: Python's ValueError; nothing changes), -EINVAL
+ * (NULL, or the queue was not created with MPROC_QUEUE_JOINABLE).
+ * Thread-safe and process-safe; never blocks.
+ */
+MPROC_API int mproc_queue_task_done(mproc_queue *q);
+
+/*
+ * mproc_queue_join - JoinableQueue: wait until every message put has
+ * been marked done with mproc_queue_task_done. A message lost with a
+ * consumer that died after taking it is never marked done: use a timeout
+ * if consumers may die.
+ * Returns 0, -ETIMEDOUT (also for timeout 0 with tasks unfinished),
+ * -EINVAL (NULL, not joinable, timeout below -1). Blocks.
+ */
+MPROC_API int mproc_queue_join(mproc_queue *q, int64_t timeout_ms);
+
 /* ---- pipes: Pipe and Connection -------------------------------------- */
 
 /* ---- shared values and arrays: Value, Array, RawValue, RawArray ------ */
