@@ -9,12 +9,10 @@
  * Four processes increment one integer in shared memory 10,000 times
  * each, under an mproc_lock made with MPROC_SHARED. Both the integer and
  * the lock live in mproc_shared_calloc memory, which forked children
- * share with their parent. (The processes are made with fork(2) here;
- * mproc's Process API comes with the processes layer.)
+ * share with their parent. (ipc's mproc_value packs the same pair; see
+ * valor_array.c.)
  */
 #include <stdio.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <mproc.h>
 
@@ -27,14 +25,18 @@ struct compartido {
     int valor;            /* Value('i', 0) */
 };
 
-static void trabajador(struct compartido *c)
+static int trabajador(const void *arg, size_t len, mproc_ctx *ctx)
 {
+    (void)len;
+    (void)ctx;
+    struct compartido *c = *(struct compartido *const *)arg;
     mproc_barrier_wait(&c->salida, -1);
     for (int i = 0; i < INCREMENTOS; i++) {
         mproc_lock_acquire(&c->lock, -1); /* with lock: */
         c->valor += 1;                    /*     val.value += 1 */
         mproc_lock_release(&c->lock);
     }
+    return 0;
 }
 
 int main(void)
@@ -45,21 +47,22 @@ int main(void)
         perror("memoria compartida");
         return 1;
     }
-    pid_t hijos[PROCESOS];
+    mproc_process *hijos[PROCESOS];
     for (int i = 0; i < PROCESOS; i++) {
-        fflush(stdout);
-        hijos[i] = fork();
-        if (hijos[i] < 0) {
-            perror("fork");
+        int rc = mproc_process_create(&hijos[i], &(mproc_process_opts){
+                                                     .fn = trabajador, .arg = &c,
+                                                     .len = sizeof c });
+        if (rc == 0)
+            rc = mproc_process_start(hijos[i]);
+        if (rc != 0) {
+            fprintf(stderr, "proceso: %s\n", mproc_strerror(rc));
             return 1;
         }
-        if (hijos[i] == 0) {
-            trabajador(c);
-            _exit(0);
-        }
     }
-    for (int i = 0; i < PROCESOS; i++)
-        waitpid(hijos[i], NULL, 0);
+    for (int i = 0; i < PROCESOS; i++) {
+        mproc_process_join(hijos[i], -1);
+        mproc_process_destroy(hijos[i]);
+    }
 
     int esperado = PROCESOS * INCREMENTOS;
     printf("valor final: %d (esperado %d)\n", c->valor, esperado);
