@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build mproc in Release into build-bench/ and run the benchmarks: bench_sync
-# (the sync layer), then bench_exec (the thread executor).
+# (the sync layer), bench_exec (the thread executor), then bench_proc
+# (starting processes).
 #
 #   bash scripts/bench.sh            full run (about a minute and a half)
 #   bash scripts/bench.sh --quick    small counts, for CI (both together ~15-20 s)
@@ -42,7 +43,7 @@ fi
 # Only errors of the build are shown (on stderr).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DMPROC_BUILD_TESTS=OFF -DMPROC_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_sync bench_exec -j "$(nproc)" >/dev/null
+cmake --build "$build" --target bench_sync bench_exec bench_proc -j "$(nproc)" >/dev/null
 
 json=0
 for arg in "$@"; do [ "$arg" = --json ] && json=1; done
@@ -51,4 +52,8 @@ rc=0
 if [ $json = 1 ]; then echo >&2; else echo; fi
 rc2=0
 "$build/bench/bench_exec" "$@" || rc2=$?
+rc=$((rc > rc2 ? rc : rc2))
+if [ $json = 1 ]; then echo >&2; else echo; fi
+rc2=0
+"$build/bench/bench_proc" "$@" || rc2=$?
 exit $((rc > rc2 ? rc : rc2))
