@@ -428,6 +428,128 @@ MPROC_API int mproc_array_write(mproc_array *a, size_t start, const void *src, s
 
 /* ---- shared memory segments: shared_memory.SharedMemory -------------- */
 
+/*
+ * A segment is a block of memory shared between processes (Python's
+ * multiprocessing.shared_memory.SharedMemory). Two kinds:
+ *
+ * Anonymous (opts.name NULL): a memfd. Processes forked afterwards share
+ * it through the inherited handle; other processes can be given its
+ * descriptor (mproc_shm_fd, mproc_shm_attach_fd). It disappears with the
+ * last mapping and descriptor, so it cannot leak.
+ *
+ * Named: a file in /dev/shm (POSIX shm_open namespace) that any process
+ * of the same user may attach to by name. A named segment is created
+ * whole: it appears in /dev/shm already at its full size, so an attacher
+ * never sees it half-made.
+ *
+ * Who keeps a named segment alive. Unless created with MPROC_SHM_KEEP, a
+ * named segment belongs to the creating process tree and is unlinked when
+ * that tree ends, also when its processes are killed with SIGKILL. The
+ * tree is: the process that created its first such segment, and every
+ * process forked (directly or not) from a member after that moment. The
+ * first create starts a small cleanup process (the "tracker", see
+ * src/ipc/shm.c) that holds one end of a socket whose other end every
+ * member holds; when the last member is gone, the tracker unlinks every
+ * segment the tree created and has not unlinked, and exits. It runs in a
+ * session of its own with every signal blocked (Ctrl-C to the group does
+ * not stop it), and is not a child of any member (nothing to reap).
+ * Not members, so they do not keep the tree's segments alive: processes
+ * forked before that first create, processes that only attach, and
+ * processes that exec another program (the descriptor is close-on-exec)
+ * or close all their descriptors. A segment unlinked by anyone is
+ * forgotten; one replaced under the same name by somebody else is left
+ * alone. With MPROC_SHM_KEEP nothing tracks the segment: it stays until
+ * someone unlinks it (or the machine reboots), as with shm_open.
+ *
+ * A handle is private to the process that made it (a fork child gets its
+ * own copy, mapped at the same address, which it may destroy on its own).
+ * The calls on one handle are thread-safe except mproc_shm_destroy, which
+ * must not race with anything else on that handle. Calls given a NULL
+ * handle fail with -EINVAL (or return NULL / 0).
+ */
+
+/* Do not unlink the named segment when the creating tree ends. */
+#define MPROC_SHM_KEEP 0x1u
+
+/* Longest segment name, in bytes (the file name limit of /dev/shm). */
+#define MPROC_SHM_NAME_MAX 255
+
+typedef struct mproc_shm mproc_shm;
+
+/* Options of mproc_shm_create. Zero is the default for every field except
+ * size; more fields may be added. */
+typedef struct mproc_shm_opts {
+    const char *name; /* NULL: anonymous; else 1..MPROC_SHM_NAME_MAX bytes,
+                       * no '/', not "." or ".." */
+    size_t size;      /* bytes (required, > 0); the memory starts zeroed */
+    unsigned flags;   /* 0 or MPROC_SHM_KEEP (named segments only) */
+    unsigned mode;    /* named: permission bits, before the umask;
+                       * default 0600 */
+} mproc_shm_opts;
+
+/*
+ * mproc_shm_create - create a segment of opts->size zeroed bytes and map
+ * it read-write. A named segment must not exist yet (as O_EXCL). The
+ * first tracked named create of a process tree starts the tracker.
+ * *out is the handle, owned by the caller until mproc_shm_destroy.
+ * Errors: -EINVAL (out or opts NULL, size 0, bad name, unknown flags,
+ * MPROC_SHM_KEEP without a name), -EEXIST (the name exists), -EACCES,
+ * -ENOMEM, -EMFILE, -EAGAIN (the tracker could not be started), other
+ * -errno. On error nothing is left behind. Thread-safe.
+ */
+MPROC_API int mproc_shm_create(mproc_shm **out, const mproc_shm_opts *opts);
+
+/*
+ * mproc_shm_attach - map the existing named segment `name`, whole and
+ * read-write. Attaching does not make the caller a member of the
+ * creator's tree (see above). *out is owned by the caller.
+ * Errors: -EINVAL (NULL, bad name, empty segment), -ENOENT (no such
+ * segment), -EACCES, -ENOMEM, -EMFILE. Thread-safe.
+ */
+MPROC_API int mproc_shm_attach(mproc_shm **out, const char *name);
+
+/*
+ * mproc_shm_attach_fd - map the segment behind descriptor fd (e.g. an
+ * anonymous segment's memfd handed to an exec'd program). fd is not taken
+ * over: the handle keeps a duplicate. The handle has no name.
+ * Errors: -EINVAL (out NULL, an empty or non-mappable file), -EBADF,
+ * -ENOMEM, -EMFILE. Thread-safe.
+ */
+MPROC_API int mproc_shm_attach_fd(mproc_shm **out, int fd);
+
+/* mproc_shm_addr - the start of the mapping (page aligned); NULL for a
+ * NULL handle. Valid until mproc_shm_destroy. */
+MPROC_API void *mproc_shm_addr(const mproc_shm *s);
+
+/* mproc_shm_size - the segment's size in bytes; 0 for a NULL handle. */
+MPROC_API size_t mproc_shm_size(const mproc_shm *s);
+
+/* mproc_shm_name - the segment's name (as given, owned by the handle);
+ * NULL for an anonymous segment or a NULL handle. */
+MPROC_API const char *mproc_shm_name(const mproc_shm *s);
+
+/* mproc_shm_fd - the handle's descriptor for the segment (close-on-exec,
+ * owned by the handle: dup it to pass it on), or -EINVAL. */
+MPROC_API int mproc_shm_fd(const mproc_shm *s);
+
+/*
+ * mproc_shm_unlink - remove the segment's name from /dev/shm (Python's
+ * unlink()): no new process can attach, while existing mappings, this
+ * handle's included, stay valid. The tree's tracker forgets it. Only
+ * this handle's segment is removed: if the name now belongs to another
+ * segment (unlinked and created again), that one stays.
+ * Errors: -EINVAL (NULL or anonymous), -ENOENT (already unlinked, or the
+ * name belongs to another segment), -EACCES. Thread-safe.
+ */
+MPROC_API int mproc_shm_unlink(mproc_shm *s);
+
+/*
+ * mproc_shm_destroy - unmap the segment and close the handle's descriptor
+ * in this process (Python's close()); never unlinks. NULL is a no-op.
+ * Returns 0.
+ */
+MPROC_API int mproc_shm_destroy(mproc_shm *s);
+
 #ifdef __cplusplus
 }
 #endif
