@@ -337,6 +337,18 @@ TEST(fork_with_threads_refused_unless_opted_in)
 
 /* ---- zombies and reaping -------------------------------------------------- */
 
+/* Descriptors open in this process. */
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* Our children in state Z, from /proc. */
 static int count_zombie_children(void)
 {
@@ -379,14 +391,33 @@ static char proc_state(pid_t pid)
     return state;
 }
 
-TEST_T(many_cycles_leave_no_zombie, 90)
+/* Entries in /dev/shm (process starts must not add any). */
+static int count_dev_shm(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* 1,000 start/join cycles per method (spawn: 100, it execs): no zombie,
+ * no new /dev/shm entry, no descriptor left open. */
+TEST_T(many_cycles_leave_no_zombie, 120)
 {
     setup();
-    long n = test_scaled_stress(200);
+    mproc_forkserver_start();
+    int fds_before = count_open_fds(), shm_before = count_dev_shm();
+    long n = test_scaled_stress(1000);
     for (int i = 0; i < 3; i++)
         for (long k = 0; k < (i == 2 ? n / 10 : n); k++)
             CHECK_EQ(run_one(methods[i], proc_ok, NULL, 0), 0);
     CHECK_EQ(count_zombie_children(), 0);
+    CHECK_EQ(count_open_fds(), fds_before);
+    CHECK_EQ(count_dev_shm(), shm_before);
 }
 
 /* A handle destroyed while its child runs: the child is reaped by a later
