@@ -202,6 +202,109 @@ MPROC_API int mproc_queue_join(mproc_queue *q, int64_t timeout_ms);
 
 /* ---- pipes: Pipe and Connection -------------------------------------- */
 
+/*
+ * A connection is one end of a pipe carrying whole byte messages
+ * (Python's multiprocessing.Pipe and Connection). Create the pair before
+ * fork(); each process then uses its end and should close (or destroy)
+ * the end it does not use, as in Python: the peer's end-of-file is seen
+ * only when every process has closed that end.
+ *
+ * When the peer end is closed -- by mproc_conn_close, by exiting, or by
+ * dying of any signal -- recv still returns the messages sent before,
+ * then -EPIPE, and send fails with -EPIPE: nobody hangs on a dead peer.
+ * A sender killed in the middle of a large message makes it vanish: the
+ * receiver never gets part of a message.
+ *
+ * Threads of one process may send on one end at once (whole messages
+ * never interleave) and receive on one end at once (each message goes to
+ * one of them; they take turns). Two processes should not use the same
+ * end at once: messages up to 64 KiB still arrive whole, larger ones may
+ * be dropped.
+ */
+typedef struct mproc_conn mproc_conn;
+
+/* Options of mproc_pipe_create. Zero fields mean the default; more
+ * fields may be added. */
+typedef struct mproc_pipe_opts {
+    /* Largest message send accepts (and recv takes); 0 = 64 MiB. */
+    size_t max_message;
+} mproc_pipe_opts;
+
+/*
+ * mproc_pipe_create - create a connected pair of connections in *a and
+ * *b. duplex: both ends send and receive. Not duplex (Python's
+ * Pipe(duplex=False), which returns (reader, writer)): *a only receives,
+ * *b only sends. opts may be NULL.
+ * Errors: -EINVAL (a or b NULL), -ENOMEM, -EMFILE, -ENFILE.
+ * Each end is freed with mproc_conn_destroy.
+ */
+MPROC_API int mproc_pipe_create(mproc_conn **a, mproc_conn **b, bool duplex,
+                                const mproc_pipe_opts *opts);
+
+/* mproc_pipe - mproc_pipe_create with default options. */
+MPROC_API int mproc_pipe(mproc_conn **a, mproc_conn **b, bool duplex);
+
+/*
+ * mproc_conn_send - send a copy of the `len` bytes at `data` (NULL when
+ * len is 0) as one message. Blocks while the pipe's buffer is full,
+ * until the peer receives (there is no timeout, as in Python).
+ * Errors: -EPIPE (the peer end is closed, or its process died),
+ * -EMSGSIZE (len > max_message), -EBADF (this end was closed, or it is
+ * the receive-only end), -EINVAL (NULL, data NULL with len > 0).
+ */
+MPROC_API int mproc_conn_send(mproc_conn *c, const void *data, size_t len);
+
+/*
+ * mproc_conn_recv - receive the next message into buf (cap bytes),
+ * waiting at most timeout_ms for one; *len receives its length. If it
+ * does not fit, it stays queued: -EMSGSIZE with *len set to the size
+ * needed. Once the first part of a large message (over 64 KiB) has
+ * arrived, recv waits for the rest regardless of the timeout: its sender
+ * is writing it, and the wait ends when it has, or when it dies.
+ * Returns 0; -EAGAIN (timeout 0, nothing queued); -ETIMEDOUT; -EPIPE
+ * (the peer end is closed and every message it sent has been received);
+ * -EMSGSIZE; -EBADF (this end was closed, or it is the send-only end);
+ * -EINVAL (NULL c or len, buf NULL with cap > 0, timeout below -1).
+ */
+MPROC_API int mproc_conn_recv(mproc_conn *c, void *buf, size_t cap, size_t *len,
+                              int64_t timeout_ms);
+
+/*
+ * mproc_conn_recv_alloc - as mproc_conn_recv, into a buffer allocated
+ * with malloc (*data; at least 1 byte) that the caller frees. On error
+ * *data is NULL. Errors as mproc_conn_recv plus -ENOMEM, never -EMSGSIZE.
+ */
+MPROC_API int mproc_conn_recv_alloc(mproc_conn *c, void **data, size_t *len,
+                                    int64_t timeout_ms);
+
+/*
+ * mproc_conn_poll - wait at most timeout_ms until a message can be
+ * received. Returns 1 (a message is queued), 0 (timed out), -EPIPE (no
+ * message queued and the peer end is closed), -EBADF (closed here, or the
+ * send-only end), -EINVAL.
+ */
+MPROC_API int mproc_conn_poll(mproc_conn *c, int64_t timeout_ms);
+
+/*
+ * mproc_conn_fileno - the connection's file descriptor, for poll(2) or
+ * select(2) together with other descriptors (readable when a message or
+ * end-of-file is queued). Owned by the connection: do not close it.
+ * Returns the descriptor, -EBADF when closed, -EINVAL.
+ */
+MPROC_API int mproc_conn_fileno(const mproc_conn *c);
+
+/*
+ * mproc_conn_close - close this end, in this process (other processes'
+ * copies of it stay open). Later calls on it return -EBADF, except
+ * close (a no-op) and destroy. Not to be called while another thread of
+ * this process is inside a call on the same end. Returns 0 or -EINVAL.
+ */
+MPROC_API int mproc_conn_close(mproc_conn *c);
+
+/* mproc_conn_destroy - close this end (if still open) and free the handle
+ * in this process. Returns 0 or -EINVAL. */
+MPROC_API int mproc_conn_destroy(mproc_conn *c);
+
 /* ---- shared values and arrays: Value, Array, RawValue, RawArray ------ */
 
 /*
