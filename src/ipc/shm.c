@@ -555,7 +555,7 @@ int mproc_shm_create(mproc_shm **out, const mproc_shm_opts *opts)
 
 static int attach_fd_owned(mproc_shm *s, int fd)
 {
-    size_t size;
+    size_t size = 0;
     int rc = size_of_fd(fd, &size, &s->dev, &s->ino);
     if (rc == 0)
         rc = map_into(s, fd, size);
