@@ -653,6 +653,157 @@ MPROC_API int mproc_shm_unlink(mproc_shm *s);
  */
 MPROC_API int mproc_shm_destroy(mproc_shm *s);
 
+/* ---- shared dict and list: Manager().dict(), Manager().list() --------- */
+
+/*
+ * A dict maps string keys to byte values; a list holds byte items in
+ * order. Both are usable from many threads and processes at once with no
+ * server process: the whole object -- a hash table or an index, and the
+ * bytes themselves -- lives in one shared mapping, and every call takes
+ * the object's robust process-shared lock for its duration (so calls
+ * block while another one runs, briefly). Values are copied in and out.
+ *
+ * Where they live: a memfd mapping of opts.max_bytes bytes of address
+ * space, inherited by processes forked after the create call (at the same
+ * address). Memory is only used as the object fills: pages are backed
+ * when first written. Space of deleted items is reused for new ones of a
+ * similar size, never returned to the system; when the mapping is full,
+ * calls that need room fail with -ENOSPC.
+ *
+ * A process killed in the middle of a call loses at most that call's
+ * change (and its memory): every change becomes visible with one store,
+ * and the next caller, told of the death by the lock, recounts and goes
+ * on. No caller ever sees -EOWNERDEAD.
+ *
+ * Life cycle: as values (destroy exactly once, after everyone has stopped
+ * using it). Calls on a NULL or destroyed handle return -EINVAL where
+ * detectable.
+ */
+
+/* Longest dict key, in bytes, without its NUL. */
+#define MPROC_DICT_KEY_MAX 1024
+
+typedef struct mproc_dict mproc_dict;
+typedef struct mproc_list mproc_list;
+
+/* Options of mproc_dict_create and mproc_list_create. Zero is the default
+ * for every field; more fields may be added. */
+typedef struct mproc_dict_opts {
+    size_t max_bytes; /* address space reserved, the most the object can
+                       * hold with its bookkeeping; default 1 GiB, at
+                       * least 64 KiB (smaller values are rounded up) */
+} mproc_dict_opts;
+typedef mproc_dict_opts mproc_list_opts;
+
+/*
+ * mproc_dict_create - an empty shared dict. opts may be NULL.
+ * *out is owned by the caller until mproc_dict_destroy.
+ * Errors: -EINVAL (out NULL), -ENOMEM, -EMFILE. Thread-safe.
+ */
+MPROC_API int mproc_dict_create(mproc_dict **out, const mproc_dict_opts *opts);
+
+/*
+ * mproc_dict_destroy - free the dict (once, after everyone has stopped
+ * using it; other processes' mappings stay until they exit). NULL is a
+ * no-op. Errors: -EBUSY (a call is running in this or another process;
+ * nothing is freed), -EINVAL.
+ */
+MPROC_API int mproc_dict_destroy(mproc_dict *d);
+
+/*
+ * mproc_dict_set - d[key] = the `len` bytes at val (copied; val may be
+ * NULL when len is 0), adding the key or replacing its value.
+ * Errors: -EINVAL (NULL d or key, key longer than MPROC_DICT_KEY_MAX),
+ * -ENOSPC (full: the dict is unchanged). Blocks while another call runs.
+ */
+MPROC_API int mproc_dict_set(mproc_dict *d, const char *key, const void *val, size_t len);
+
+/*
+ * mproc_dict_get - copy d[key] into buf (capacity cap; buf may be NULL
+ * when cap is 0) and its length into *len.
+ * Errors: -ENOENT (no such key), -EMSGSIZE (cap below the value's length,
+ * which is still stored in *len; nothing copied), -EINVAL. Blocks while
+ * another call runs.
+ */
+MPROC_API int mproc_dict_get(mproc_dict *d, const char *key, void *buf, size_t cap,
+                             size_t *len);
+
+/*
+ * mproc_dict_delete - del d[key]. Errors: -ENOENT, -EINVAL. Blocks while
+ * another call runs.
+ */
+MPROC_API int mproc_dict_delete(mproc_dict *d, const char *key);
+
+/* mproc_dict_contains - 1 if key is in d, 0 if not, or -EINVAL. */
+MPROC_API int mproc_dict_contains(mproc_dict *d, const char *key);
+
+/* mproc_dict_len - the number of keys; 0 for an invalid handle. */
+MPROC_API size_t mproc_dict_len(mproc_dict *d);
+
+/* An iteration over a dict: set it to MPROC_DICT_ITER_INIT (all zero)
+ * before the first mproc_dict_next. Private memory of the caller. */
+typedef struct mproc_dict_iter {
+    uint64_t _gen;
+    uint64_t _pos;
+} mproc_dict_iter;
+
+#define MPROC_DICT_ITER_INIT { 0, 0 }
+
+/*
+ * mproc_dict_next - the next item of an iteration: its key, NUL ended,
+ * into key (capacity keycap; MPROC_DICT_KEY_MAX + 1 always suffices),
+ * its value into val (capacity valcap; val NULL and valcap 0 to skip
+ * values) and the value's length into *vlen (vlen may be NULL when val is
+ * NULL). Each item present during the whole iteration is returned once;
+ * items added or deleted meanwhile may or may not be.
+ * Returns 0 (an item), -ENOENT (no more items), -EAGAIN (the dict was
+ * rehashed since the iteration began -- it grew -- so start again with a
+ * fresh iterator), -EMSGSIZE (the key or the value does not fit; *vlen is
+ * set and the iteration does not advance), -EINVAL.
+ * Blocks while another call runs.
+ */
+MPROC_API int mproc_dict_next(mproc_dict *d, mproc_dict_iter *it, char *key, size_t keycap,
+                              void *val, size_t valcap, size_t *vlen);
+
+/* mproc_list_create - an empty shared list; as mproc_dict_create. */
+MPROC_API int mproc_list_create(mproc_list **out, const mproc_list_opts *opts);
+
+/* mproc_list_destroy - as mproc_dict_destroy. */
+MPROC_API int mproc_list_destroy(mproc_list *l);
+
+/*
+ * mproc_list_append - add a copy of the `len` bytes at data at the end
+ * (data may be NULL when len is 0). Errors: -ENOSPC (full; unchanged),
+ * -EINVAL. Blocks while another call runs.
+ */
+MPROC_API int mproc_list_append(mproc_list *l, const void *data, size_t len);
+
+/*
+ * mproc_list_get - copy item `index` into buf (capacity cap) and its
+ * length into *len. Errors: -ERANGE (index >= length), -EMSGSIZE (as
+ * mproc_dict_get), -EINVAL. Blocks while another call runs.
+ */
+MPROC_API int mproc_list_get(mproc_list *l, size_t index, void *buf, size_t cap,
+                             size_t *len);
+
+/*
+ * mproc_list_set - replace item `index` with a copy of `len` bytes.
+ * Errors: -ERANGE, -ENOSPC (unchanged), -EINVAL. Blocks while another
+ * call runs.
+ */
+MPROC_API int mproc_list_set(mproc_list *l, size_t index, const void *data, size_t len);
+
+/*
+ * mproc_list_pop - remove the last item, copying it into buf (capacity
+ * cap) and its length into *len. Errors: -ENOENT (empty), -EMSGSIZE (it
+ * does not fit: nothing removed, *len set), -EINVAL. Blocks while
+ * another call runs.
+ */
+MPROC_API int mproc_list_pop(mproc_list *l, void *buf, size_t cap, size_t *len);
+
+/* mproc_list_len - the number of items; 0 for an invalid handle. */
+MPROC_API size_t mproc_list_len(mproc_list *l);
+
 #ifdef __cplusplus
 }
 #endif

@@ -532,7 +532,7 @@ int mproc_shm_create(mproc_shm **out, const mproc_shm_opts *opts)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (!opts || opts->size == 0 || (opts->flags & ~MPROC_SHM_KEEP) || (opts->mode & ~07777u))
+    if (!opts || opts->size == 0 || (opts->flags & ~MPROC_SHM_KEEP) || (opts->mode & ~0777u))
         return -EINVAL;
     if (opts->name ? !name_ok(opts->name) : (opts->flags & MPROC_SHM_KEEP) != 0)
         return -EINVAL;
