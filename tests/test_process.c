@@ -21,6 +21,7 @@
 
 #include "mproc.h"
 #include "os/sys.h"
+#include "workers/process_internal.h"
 #include "runner.h"
 #include "helpers.h"
 
@@ -552,4 +553,51 @@ TEST(normal_exit_joins_children_and_terminates_daemons)
     int st = test_wait(mid, LONG_MS);
     CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CHECK_EQ(atomic_load(&sh->done), 1); /* it ended only after its child */
+}
+
+/* ---- descriptors handed to the child (workers/process_internal.h) ------- */
+
+int proc_write_fd(const void *arg, size_t len, mproc_ctx *ctx);
+
+int proc_write_fd(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)ctx;
+    int fd = mproc__process_fd(1);
+    if (fd < 0 || mproc__process_fd(2) != -1)
+        return -EBADF;
+    return write(fd, arg, len) == (ssize_t)len ? 0 : -EIO;
+}
+
+TEST(descriptors_reach_the_child_every_method)
+{
+    setup();
+    mproc_forkserver_start();
+    for (int i = 0; i < 3; i++) {
+        int pfd[2], other[2];
+        CHECK(pipe2(pfd, O_CLOEXEC) == 0 && pipe2(other, O_CLOEXEC) == 0);
+        mproc_process *p;
+        const char msg[] = "por el descriptor";
+        CHECK_OK(mproc_process_create(&p, &(mproc_process_opts){ .fn = proc_write_fd, .arg = msg,
+                                                                 .len = sizeof msg,
+                                                                 .start = methods[i] }));
+        int fds[2] = { other[0], pfd[1] };
+        CHECK_RC(mproc__process_set_fds(p, fds, 5), -EINVAL);
+        int bad[1] = { -1 };
+        CHECK_RC(mproc__process_set_fds(p, bad, 1), -EBADF);
+        CHECK_OK(mproc__process_set_fds(p, fds, 2));
+        CHECK_OK(mproc_process_start(p));
+        CHECK_RC(mproc__process_set_fds(p, fds, 2), -EINVAL); /* started */
+        CHECK_OK(mproc_process_join(p, LONG_MS));
+        int code;
+        CHECK_OK(mproc_process_exitcode(p, &code));
+        CHECK_EQ(code, 0);
+        char buf[64] = "";
+        CHECK_EQ(read(pfd[0], buf, sizeof buf), (ssize_t)sizeof msg);
+        CHECK(strcmp(buf, msg) == 0);
+        mproc_process_destroy(p);
+        close(pfd[0]);
+        close(pfd[1]);
+        close(other[0]);
+        close(other[1]);
+    }
 }

@@ -49,6 +49,7 @@
 #include "os/sys.h"
 #include "sync/mutex.h"
 #include "workers/ctx.h"
+#include "workers/process_internal.h"
 
 #define NAME_MAX_LEN 63
 #define SPAWN_ENV "MPROC_SPAWN"
@@ -73,6 +74,8 @@ struct mproc_process {
     int status_fd;          /* forkserver: where the server sends the status */
     int exitcode;
     bool detached;          /* the handle was destroyed; reap and free */
+    int xfds[MPROC__PROCESS_MAX_FDS]; /* handed to the child (not owned) */
+    int nxfds;
     mproc_process *prev, *next; /* registry, while started and not reaped */
 };
 
@@ -324,6 +327,26 @@ struct child_run {
     int parent_pidfd; /* daemon: the process to die with, or -1 */
 };
 
+/* In a child: the descriptors its parent handed it. */
+static int child_fds[MPROC__PROCESS_MAX_FDS] = { -1, -1, -1, -1 };
+
+int mproc__process_fd(int i)
+{
+    return i >= 0 && i < MPROC__PROCESS_MAX_FDS ? child_fds[i] : -1;
+}
+
+int mproc__process_set_fds(mproc_process *p, const int *fds, int n)
+{
+    if (!p || n < 0 || n > MPROC__PROCESS_MAX_FDS || (n > 0 && !fds) || p->state != P_NEW)
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        if (fds[i] < 0)
+            return -EBADF;
+    memcpy(p->xfds, fds, (size_t)n * sizeof *fds);
+    p->nxfds = n;
+    return 0;
+}
+
 static char child_message[256];
 
 static void *child_room(mproc_ctx *ctx, size_t len)
@@ -452,6 +475,7 @@ static int start_fork(mproc_process *p)
         return (int)pid;
     if (pid == 0) {
         struct child_run c = { p->fn, p->arg, p->len, p->name, p->daemon, -1 };
+        memcpy(child_fds, p->xfds, (size_t)p->nxfds * sizeof *p->xfds);
         if (p->daemon && (c.parent_pidfd = parent_pidfd(parent)) < 0)
             _exit(1);
         child_main(&c);
@@ -478,6 +502,8 @@ struct spawn_hdr {
     uint32_t name_len; /* bytes that follow, in this order: */
     uint32_t sym_len;
     uint64_t arg_len;
+    int32_t nfds;      /* descriptors handed over, kept open by number */
+    int32_t fds[MPROC__PROCESS_MAX_FDS];
 };
 
 static int read_all(int fd, void *buf, size_t n)
@@ -598,6 +624,8 @@ static int start_spawn(mproc_process *p)
         /* Only async-signal-safe calls until exec. */
         fcntl(req[1], F_SETFD, 0);
         fcntl(ack[1], F_SETFD, 0);
+        for (int i = 0; i < p->nxfds; i++)
+            fcntl(p->xfds[i], F_SETFD, 0);
         execve("/proc/self/exe", argv, env);
         char e[2] = { 'E', (char)errno };
         ssize_t w = write(ack[1], e, sizeof e);
@@ -616,7 +644,9 @@ static int start_spawn(mproc_process *p)
     }
     if (rc == 0) {
         struct spawn_hdr h = { SPAWN_MAGIC, p->daemon, (int32_t)parent,
-                               (uint32_t)strlen(p->name), (uint32_t)strlen(sym), p->len };
+                               (uint32_t)strlen(p->name), (uint32_t)strlen(sym), p->len,
+                               p->nxfds, { -1, -1, -1, -1 } };
+        memcpy(h.fds, p->xfds, (size_t)p->nxfds * sizeof *p->xfds);
         /* A child that died early makes these fail (no SIGPIPE); its
          * answer says why. */
         if (send_all(req[0], &h, sizeof h) == 0 && send_all(req[0], p->name, h.name_len) == 0 &&
@@ -655,7 +685,8 @@ __attribute__((constructor)) static void spawn_entry(void)
     char name[NAME_MAX_LEN + 1], sym[256];
     void *arg = NULL;
     if (read_all(req, &h, sizeof h) != 0 || h.magic != SPAWN_MAGIC ||
-        h.name_len > NAME_MAX_LEN || h.sym_len >= sizeof sym ||
+        h.name_len > NAME_MAX_LEN || h.sym_len >= sizeof sym || h.nfds < 0 ||
+        h.nfds > MPROC__PROCESS_MAX_FDS ||
         read_all(req, name, h.name_len) != 0 || read_all(req, sym, h.sym_len) != 0)
         _exit(127);
     name[h.name_len] = '\0';
@@ -672,6 +703,10 @@ __attribute__((constructor)) static void spawn_entry(void)
         _exit(127);
     struct child_run c = { NULL, arg, h.arg_len, name, h.daemon != 0, -1 };
     memcpy(&c.fn, &addr, sizeof addr);
+    for (int i = 0; i < h.nfds; i++) { /* ours now: not for our own execs */
+        child_fds[i] = h.fds[i];
+        fcntl(h.fds[i], F_SETFD, FD_CLOEXEC);
+    }
     if (c.daemon && (c.parent_pidfd = parent_pidfd((pid_t)h.parent)) < 0)
         _exit(1);
     child_main(&c);
@@ -694,12 +729,16 @@ struct fs_hdr {
     uint64_t arg_len;
     uint32_t name_len;
     uint32_t daemon;
+    uint32_t nfds;     /* descriptors for the child, after the two */
+    uint32_t pad;
 };
+
+#define FS_FDS (2 + MPROC__PROCESS_MAX_FDS)
 
 
 static int send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-    char cbuf[CMSG_SPACE(2 * sizeof(int))];
+    char cbuf[CMSG_SPACE(FS_FDS * sizeof(int))];
     memset(cbuf, 0, sizeof cbuf);
     struct iovec iov = { (void *)buf, len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -724,7 +763,7 @@ static int send_fds(int sock, const void *buf, size_t len, const int *fds, int n
  * go to fds (the rest -1). */
 static int recv_fds(int sock, void *buf, size_t len, int *fds, int max)
 {
-    char cbuf[CMSG_SPACE(2 * sizeof(int))];
+    char cbuf[CMSG_SPACE(FS_FDS * sizeof(int))];
     struct iovec iov = { buf, len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                         .msg_controllen = sizeof cbuf };
@@ -759,8 +798,9 @@ struct fs_child {
 
 /* Fork one child for a request whose header is h; answer on chan. */
 static void fs_fork_child(int ctl, const struct fs_hdr *h, const char *name, void *arg,
-                          int chan, int parent_fd, struct fs_child *kids, int *nkids)
+                          const int *fds, struct fs_child *kids, int *nkids)
 {
+    int chan = fds[0], parent_fd = fds[1];
     pid_t pid = fork();
     if (pid == 0) {
         close(ctl);
@@ -772,6 +812,8 @@ static void fs_fork_child(int ctl, const struct fs_hdr *h, const char *name, voi
         signal(SIGINT, SIG_DFL);
         struct child_run c = { NULL, arg, h->arg_len, name, h->daemon != 0, parent_fd };
         memcpy(&c.fn, &h->fn, sizeof c.fn);
+        for (int i = 0; i < MPROC__PROCESS_MAX_FDS; i++)
+            child_fds[i] = fds[2 + i];
         child_main(&c);
     }
     int fd = pid > 0 ? pidfd_open(pid, 0) : -1;
@@ -824,8 +866,8 @@ static void fs_serve(int ctl)
         if (!pfds[0].revents)
             continue;
         struct fs_hdr h;
-        int fds[2];
-        if (recv_fds(ctl, &h, sizeof h, fds, 2) != 0)
+        int fds[FS_FDS];
+        if (recv_fds(ctl, &h, sizeof h, fds, FS_FDS) != 0)
             _exit(0); /* the requester is gone */
         char name[NAME_MAX_LEN + 1];
         void *arg = NULL;
@@ -834,9 +876,10 @@ static void fs_serve(int ctl)
             _exit(1);
         name[h.name_len] = '\0';
         if (fds[0] >= 0)
-            fs_fork_child(ctl, &h, name, arg, fds[0], fds[1], kids, &nkids);
-        if (fds[1] >= 0)
-            close(fds[1]);
+            fs_fork_child(ctl, &h, name, arg, fds, kids, &nkids);
+        for (int i = 1; i < FS_FDS; i++) /* the child has its copies */
+            if (fds[i] >= 0)
+                close(fds[i]);
         free(arg);
     }
 }
@@ -885,12 +928,13 @@ static int start_forkserver(mproc_process *p)
         close(chan[1]);
         return -e;
     }
-    struct fs_hdr h = { 0, p->len, (uint32_t)strlen(p->name), p->daemon };
+    struct fs_hdr h = { 0, p->len, (uint32_t)strlen(p->name), p->daemon, (uint32_t)p->nxfds, 0 };
     memcpy(&h.fn, &p->fn, sizeof p->fn);
-    int fds[2] = { chan[1], self };
+    int fds[FS_FDS] = { chan[1], self };
+    memcpy(fds + 2, p->xfds, (size_t)p->nxfds * sizeof *p->xfds);
     mproc__mutex_lock(&fs_lock);
     int rc = fs_start_locked();
-    if (rc == 0 && (rc = send_fds(fs_ctl, &h, sizeof h, fds, 2)) == 0 &&
+    if (rc == 0 && (rc = send_fds(fs_ctl, &h, sizeof h, fds, 2 + p->nxfds)) == 0 &&
         (rc = send_all(fs_ctl, p->name, h.name_len)) == 0)
         rc = send_all(fs_ctl, p->arg, p->len);
     mproc__mutex_unlock(&fs_lock);
