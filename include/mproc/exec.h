@@ -20,6 +20,19 @@
  * recursive task trees cannot deadlock, even with one worker. Idle
  * workers spin briefly, then sleep on a futex.
  *
+ * Process executors (MPROC_PROCESSES): each worker is a process with a
+ * mailbox in shared memory; a dispatcher thread in the caller's process
+ * hands tasks to idle workers and completes their futures. A task's
+ * argument is copied into the mailbox (up to 32 MiB) and its result back
+ * out of it (up to the rest of 64 MiB). The task must be in the program
+ * image the workers run (fork/forkserver: a function of the program or of
+ * a library loaded before the executor started). A worker that dies while
+ * running a task (signal, exit) fails that task's future only, with
+ * MPROC_EWORKERDIED and a message naming the worker's pid and the signal
+ * or exit status; the worker is replaced and the executor keeps serving.
+ * Mapping calls (map, imap) and help-while-wait are for thread executors
+ * only in this version (-EINVAL on a process executor).
+ *
  * At normal exit (return from main, exit()), executors not yet destroyed
  * are shut down and their accepted tasks run to the end first, as
  * Python's concurrent.futures does at interpreter exit.
@@ -50,6 +63,7 @@ typedef void (*mproc_future_cb)(mproc_future *f, void *userdata);
 
 typedef enum mproc_executor_kind {
     MPROC_THREADS = 0,   /* worker threads in this process */
+    MPROC_PROCESSES = 1, /* worker processes (see "Process executors" above) */
 } mproc_executor_kind;
 
 /* Options for mproc_executor_create. Zero is the default for every field;
@@ -63,12 +77,17 @@ typedef struct mproc_executor_opts {
     int (*initializer)(void *initarg);
     void *initarg;
     const char *name;    /* workers are named "<name>-<i>"; default "mproc" */
+    /* MPROC_PROCESSES: how workers start. MPROC_START_DEFAULT is
+     * MPROC_START_FORKSERVER here (safe in threaded programs); spawn is
+     * not supported by executors yet (-EINVAL). */
+    mproc_start_method start;
 } mproc_executor_opts;
 
 /*
  * mproc_executor_create - start an executor and its workers.
- * Errors: -EINVAL (NULL out, unknown kind, workers > 4096), -ENOMEM,
- * -EAGAIN (the system refused a thread; nothing is left running).
+ * Errors: -EINVAL (NULL out, unknown kind, workers > 4096 -- 1024 for
+ * processes --, MPROC_START_SPAWN for processes), -ENOMEM, -EAGAIN (the
+ * system refused a thread or a process; nothing is left running).
  */
 MPROC_API int mproc_executor_create(mproc_executor **out,
                                     const mproc_executor_opts *opts);
@@ -110,10 +129,12 @@ typedef struct mproc_submit_opts {
  * (out may be NULL: nobody will look at the result).
  *
  * Thread executors pass `arg` by reference: the caller keeps arg[0..len)
- * alive and unchanged until the future is done. mproc_submit_ex with
- * MPROC_COPY_ARG copies it instead. Thread-safe; callable from tasks.
- * Errors: -EINVAL (NULL ex/fn, arg NULL with len > 0), MPROC_ESHUTDOWN,
- * MPROC_EBROKEN, -ENOMEM.
+ * alive and unchanged until the future is done. Process executors copy it
+ * into the worker when the task starts, so the same rule holds until the
+ * future is running. mproc_submit_ex with MPROC_COPY_ARG copies it at
+ * submit instead. Thread-safe; callable from tasks.
+ * Errors: -EINVAL (NULL ex/fn, arg NULL with len > 0), -E2BIG (len over a
+ * process executor's 32 MiB), MPROC_ESHUTDOWN, MPROC_EBROKEN, -ENOMEM.
  */
 MPROC_API int mproc_submit(mproc_executor *ex, mproc_task_fn fn,
                            const void *arg, size_t len, mproc_future **out);

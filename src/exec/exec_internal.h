@@ -95,6 +95,14 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
 /* Run the task of a PENDING future on the calling worker (or finish it
  * as failed with `fail_code` if non-zero, without running it). */
 void mproc__future_run(mproc_future *f, int worker, int fail_code);
+/* Move a PENDING future to RUNNING for a backend that runs it elsewhere;
+ * false if it was cancelled meanwhile (then drop it). */
+bool mproc__future_claim(mproc_future *f);
+/* Finish a claimed future with what its task produced elsewhere: the
+ * code, the result bytes (copied; used when code is 0) and a failure
+ * message (may be NULL or ""). */
+void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t len,
+                           const char *message);
 /* Cancel a PENDING future from the scheduler side; true if it was. */
 bool mproc__future_cancel_pending(mproc_future *f);
 /* Register/unregister a waiter; returns true if already finished (then
@@ -124,6 +132,8 @@ static inline bool mproc__future_final(uint32_t state)
  * mproc_executor as its first member.
  */
 struct mproc__backend {
+    /* The longest task argument it takes (submit fails with -E2BIG). */
+    size_t max_arg;
     /* Allocate an executor for opts (opts->workers already resolved, not
      * 0) with its common part zeroed, and start its workers. Returns 0 or
      * a negative code with nothing left behind. */
@@ -142,6 +152,7 @@ struct mproc__backend {
 };
 
 extern const struct mproc__backend mproc__thread_backend;
+extern const struct mproc__backend mproc__process_backend;
 
 /* The executor the calling thread is a worker of, or NULL: set by the
  * backend on its worker threads. Futures and results may outlive their

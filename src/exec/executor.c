@@ -68,6 +68,7 @@ static const struct mproc__backend *backend_of(mproc_executor_kind kind)
 {
     switch (kind) {
     case MPROC_THREADS: return &mproc__thread_backend;
+    case MPROC_PROCESSES: return &mproc__process_backend;
     }
     return NULL;
 }
@@ -132,6 +133,8 @@ int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_
         *out = NULL;
     if (!ex || !fn || (!arg && len > 0))
         return -EINVAL;
+    if (len > ex->be->max_arg)
+        return -E2BIG;
     bool copy = opts && (opts->flags & MPROC_COPY_ARG);
     __atomic_fetch_add(&ex->inflight, 1, __ATOMIC_SEQ_CST);
     int rc = 0;

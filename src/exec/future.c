@@ -31,6 +31,8 @@
  * VM) would. */
 #define RESULT_SPIN 2000
 
+static void *result_room(mproc_future *f, size_t len);
+
 mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void *arg,
                                 size_t len, bool copy, unsigned refs)
 {
@@ -154,6 +156,35 @@ mproc_future *mproc__future_manual(mproc_executor *ex, unsigned refs)
 void mproc__future_complete(mproc_future *f, int code)
 {
     finish(f, code);
+}
+
+bool mproc__future_claim(mproc_future *f)
+{
+    uint32_t pending = F_PENDING;
+    return __atomic_compare_exchange_n(&f->state, &pending, F_RUNNING, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t len,
+                           const char *message)
+{
+    if (code == 0 && len > 0) {
+        void *p = result_room(f, len);
+        if (p)
+            memcpy(p, data, len);
+        else
+            code = -ENOMEM;
+    }
+    if (code < 0 && message && message[0]) {
+        mproc__mutex_lock(&f->lock);
+        struct mproc__future_rare *r = rare_of(f);
+        mproc__mutex_unlock(&f->lock);
+        if (r && !r->message)
+            r->message = malloc(F_MESSAGE_MAX);
+        if (r && r->message)
+            snprintf(r->message, F_MESSAGE_MAX, "%s", message);
+    }
+    finish(f, code > 0 ? 0 : code);
 }
 
 bool mproc__future_cancel_pending(mproc_future *f)

@@ -544,6 +544,8 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
     if (!ex || !fn || !out || (n > 0 && (!items || item_size == 0)) ||
         (n > 0 && item_size > SIZE_MAX / n) || (n > 0 && rs > SIZE_MAX / n))
         return -EINVAL;
+    if (ex->be != &mproc__thread_backend) /* its chunks run on our memory */
+        return -EINVAL;
     mproc_results *r = results_new(ex, fn, items, item_size, n, opts);
     if (!r)
         return -ENOMEM;

@@ -355,6 +355,7 @@ static void threads_destroy(mproc_executor *ex)
 }
 
 const struct mproc__backend mproc__thread_backend = {
+    .max_arg = SIZE_MAX,
     .create = threads_create,
     .enqueue = threads_enqueue,
     .help = threads_help,

@@ -335,6 +335,11 @@ int mproc__process_fd(int i)
     return i >= 0 && i < MPROC__PROCESS_MAX_FDS ? child_fds[i] : -1;
 }
 
+int mproc__process_wait_fd(const mproc_process *p)
+{
+    return p->start == MPROC_START_FORKSERVER ? p->status_fd : p->pidfd;
+}
+
 int mproc__process_set_fds(mproc_process *p, const int *fds, int n)
 {
     if (!p || n < 0 || n > MPROC__PROCESS_MAX_FDS || (n > 0 && !fds) || p->state != P_NEW)

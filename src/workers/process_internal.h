@@ -22,4 +22,8 @@ int mproc__process_set_fds(mproc_process *p, const int *fds, int n);
  * handed it, or -1. */
 int mproc__process_fd(int i);
 
+/* A descriptor that becomes readable once the started process p has
+ * ended (then mproc_process_join(p, 0) reaps it), or -1 before start. */
+int mproc__process_wait_fd(const mproc_process *p);
+
 #endif /* MPROC_WORKERS_PROCESS_INTERNAL_H */

@@ -1,0 +1,509 @@
+/*
+ * exec/procs.c -- the process backend (exec_internal.h): worker
+ * processes, a mailbox per worker, and a dispatcher thread.
+ *
+ * Mailbox. Each worker has a memfd mapping of its own (MAILBOX_SIZE bytes,
+ * sparse: only the pages used cost memory), handed to it at start with an
+ * eventfd (workers/process_internal.h). `state` says whose turn it is:
+ *     IDLE --dispatcher writes the task, stores TASK, wakes--> TASK
+ *     TASK --worker runs it, writes code/result, stores DONE,
+ *            writes the eventfd--> DONE
+ *     DONE --dispatcher copies the outcome out--> IDLE
+ *     IDLE --dispatcher stores QUIT--> the worker exits
+ * Each side writes the mailbox only in its turn, and hands the turn over
+ * with a release store that the other side reads with acquire. The
+ * argument sits at the start of `data`, the result right after it.
+ *
+ * Dispatcher. One thread per executor polls the eventfd (worker done,
+ * new submission, shutdown) and every worker's end-of-process descriptor.
+ * A worker that ended while it ran a task fails that task with
+ * MPROC_EWORKERDIED and a message naming its pid and what ended it; the
+ * worker is replaced. The dispatcher is the only thread that touches the
+ * workers; submitters only append to the pending list (under a mutex: a
+ * process pool's tasks are heavy enough that this is not the cost).
+ *
+ * Shutdown. The dispatcher leaves once shutdown is set, no submit is in
+ * flight, nothing is pending and no worker is busy; then it tells every
+ * worker to quit and joins it. cancel_futures cancels what is pending.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "exec/exec_internal.h"
+#include "os/atomic.h"
+#include "os/shmap.h"
+#include "os/sys.h"
+#include "sync/mutex.h"
+#include "workers/process_internal.h"
+
+#define MAILBOX_SIZE ((size_t)64 << 20)
+#define ARG_MAX_BYTES ((size_t)32 << 20)
+#define MAX_PROC_WORKERS 1024
+
+enum { MB_IDLE, MB_TASK, MB_DONE, MB_QUIT };
+
+struct mailbox {
+    uint32_t state;   /* futex word (shared), MB_* */
+    uint32_t cancel;  /* the parent asks the running task to stop */
+    uint64_t fn;      /* the task's address in the workers' image */
+    uint64_t arg_len;
+    uint64_t res_off; /* where the result starts in data[] */
+    uint64_t res_len;
+    int32_t code;
+    int32_t worker;   /* index, for mproc_ctx_worker */
+    int32_t ready;    /* the worker's initializer has succeeded */
+    int32_t init_failed;
+    char message[F_MESSAGE_MAX];
+    _Alignas(64) unsigned char data[];
+};
+
+#define DATA_CAP (MAILBOX_SIZE - offsetof(struct mailbox, data))
+
+struct pworker {
+    struct ppool *pp;
+    int index;
+    mproc_process *proc;
+    mproc__shmap map;
+    struct mailbox *mb;
+    mproc_future *cur; /* the task it runs, or NULL */
+};
+
+struct ppool {
+    mproc_executor base;
+    struct pworker *w;
+    mproc_start_method start;
+    int evfd;
+    pthread_t dispatcher;
+    bool dispatcher_started;
+    uint32_t qlock; /* sync/mutex.h: the pending list */
+    mproc_future *head, *tail;
+};
+
+static struct ppool *ppool_of(mproc_executor *ex)
+{
+    return (struct ppool *)ex;
+}
+
+static void poke(struct ppool *pp)
+{
+    uint64_t one = 1;
+    ssize_t w = write(pp->evfd, &one, sizeof one);
+    (void)w; /* a full counter still wakes the dispatcher */
+}
+
+/* ---- the worker process ------------------------------------------------- */
+
+struct worker_arg {
+    int index;
+    int (*initializer)(void *);
+    void *initarg;
+};
+
+static void *worker_room(mproc_ctx *ctx, size_t len)
+{
+    struct mailbox *mb = ctx->owner;
+    size_t off = (size_t)mb->res_off;
+    if (len > DATA_CAP - off)
+        return NULL;
+    mb->res_len = len;
+    return mb->data + off;
+}
+
+static void worker_message(mproc_ctx *ctx, const char *fmt, va_list ap)
+{
+    struct mailbox *mb = ctx->owner;
+    vsnprintf(mb->message, sizeof mb->message, fmt, ap);
+}
+
+static bool worker_cancel_requested(const mproc_ctx *ctx)
+{
+    const struct mailbox *mb = ctx->owner;
+    return mproc__load_relaxed(&mb->cancel) != 0;
+}
+
+static const struct mproc__ctx_ops worker_ctx_ops = {
+    .room = worker_room,
+    .message = worker_message,
+    .cancel_requested = worker_cancel_requested,
+};
+
+/* The task every worker process runs: serve its mailbox until QUIT. */
+static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
+{
+    (void)len;
+    (void)pctx;
+    const struct worker_arg *wa = arg;
+    mproc__shmap map;
+    int evfd = mproc__process_fd(1);
+    if (mproc__process_fd(0) < 0 || evfd < 0 || mproc__shmap_attach(&map, mproc__process_fd(0)) != 0)
+        return -EBADF;
+    struct mailbox *mb = map.addr;
+    uint64_t one = 1;
+    bool ok = !wa->initializer || wa->initializer(wa->initarg) >= 0;
+    mproc__store_release(ok ? &mb->ready : &mb->init_failed, 1);
+    ssize_t wr = write(evfd, &one, sizeof one);
+    (void)wr;
+    if (!ok)
+        return 0;
+    for (;;) {
+        uint32_t s;
+        while ((s = mproc__load_acquire(&mb->state)) == MB_IDLE || s == MB_DONE)
+            mproc__futex_wait(&mb->state, s, MPROC__FOREVER, true);
+        if (s == MB_QUIT)
+            return 0;
+        mproc_task_fn fn;
+        uint64_t addr = mb->fn;
+        memcpy(&fn, &addr, sizeof fn);
+        mb->res_off = (mb->arg_len + 63) & ~(uint64_t)63;
+        mb->res_len = 0;
+        mb->message[0] = '\0';
+        struct mproc_ctx ctx = { .ops = &worker_ctx_ops, .owner = mb, .worker = mb->worker };
+        int code = fn(mb->arg_len ? mb->data : NULL, (size_t)mb->arg_len, &ctx);
+        mb->code = code > 0 ? 0 : code;
+        mproc__store_release(&mb->state, MB_DONE);
+        ssize_t w = write(evfd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+/* ---- the pending list ------------------------------------------------------ */
+
+static bool pending_empty(struct ppool *pp)
+{
+    mproc__mutex_lock(&pp->qlock);
+    bool empty = pp->head == NULL;
+    mproc__mutex_unlock(&pp->qlock);
+    return empty;
+}
+
+static mproc_future *pending_pop(struct ppool *pp)
+{
+    mproc__mutex_lock(&pp->qlock);
+    mproc_future *f = pp->head;
+    if (f) {
+        pp->head = f->u.next;
+        if (!pp->head)
+            pp->tail = NULL;
+    }
+    mproc__mutex_unlock(&pp->qlock);
+    return f;
+}
+
+static void cancel_pending(struct ppool *pp)
+{
+    mproc_future *f;
+    while ((f = pending_pop(pp))) {
+        mproc__future_cancel_pending(f);
+        mproc_future_release(f);
+    }
+}
+
+/* ---- starting and replacing workers ----------------------------------- */
+
+static int worker_start(struct ppool *pp, struct pworker *w)
+{
+    if (!w->mb) {
+        int rc = mproc__shmap_create(&w->map, "mproc-mailbox", MAILBOX_SIZE, 0);
+        if (rc != 0)
+            return rc;
+        w->mb = w->map.addr;
+    }
+    struct mailbox *mb = w->mb;
+    mb->state = MB_IDLE;
+    mb->cancel = 0;
+    mb->ready = 0;
+    mb->init_failed = 0;
+    mb->worker = w->index;
+    struct worker_arg wa = { w->index, pp->base.initializer, pp->base.initarg };
+    char name[48];
+    snprintf(name, sizeof name, "%s-%d", pp->base.name, w->index);
+    mproc_process *p;
+    int rc = mproc_process_create(&p, &(mproc_process_opts){ .fn = worker_main, .arg = &wa,
+                                                             .len = sizeof wa, .name = name,
+                                                             .daemon = true, .start = pp->start,
+                                                             .flags = MPROC_FORK_THREADS });
+    if (rc != 0)
+        return rc;
+    int fds[2] = { w->map.fd, pp->evfd };
+    if ((rc = mproc__process_set_fds(p, fds, 2)) == 0 && (rc = mproc_process_start(p)) == 0) {
+        w->proc = p;
+        return 0;
+    }
+    mproc_process_destroy(p);
+    return rc;
+}
+
+/* "worker 1234 killed by SIGSEGV" / "worker 1234 exited with status 3" */
+static void death_message(char *buf, size_t n, pid_t pid, int exitcode)
+{
+    if (exitcode < 0)
+        snprintf(buf, n, "worker %d killed by SIG%s", (int)pid, sigabbrev_np(-exitcode)
+                                                                   ? sigabbrev_np(-exitcode)
+                                                                   : "?");
+    else
+        snprintf(buf, n, "worker %d exited with status %d", (int)pid, exitcode);
+}
+
+/* w's process has ended: fail its task, start a replacement. */
+static void worker_died(struct ppool *pp, struct pworker *w)
+{
+    pid_t pid = mproc_process_pid(w->proc);
+    int exitcode = 0;
+    mproc_process_join(w->proc, -1);
+    mproc_process_exitcode(w->proc, &exitcode);
+    mproc_process_destroy(w->proc);
+    w->proc = NULL;
+    if (w->cur) {
+        char msg[F_MESSAGE_MAX];
+        death_message(msg, sizeof msg, pid, exitcode);
+        mproc__future_resolve(w->cur, MPROC_EWORKERDIED, NULL, 0, msg);
+        mproc_future_release(w->cur); /* the scheduler's reference */
+        w->cur = NULL;
+    }
+    if (!mproc__load_relaxed(&pp->base.broken) &&
+        (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp)))
+        worker_start(pp, w); /* on failure, the next round tries again */
+}
+
+/* ---- the dispatcher -------------------------------------------------------- */
+
+/* A worker finished its task: hand the outcome to the future. */
+static void collect(struct pworker *w)
+{
+    struct mailbox *mb = w->mb;
+    mproc_future *f = w->cur;
+    w->cur = NULL;
+    const char *msg = mb->code < 0 ? mb->message : NULL;
+    if (mb->code == 0 && mb->res_len > DATA_CAP - mb->res_off)
+        mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result length from worker");
+    else
+        mproc__future_resolve(f, mb->code, mb->data + mb->res_off, (size_t)mb->res_len, msg);
+    mproc_future_release(f); /* the scheduler's reference */
+    mproc__store_release(&mb->state, MB_IDLE);
+}
+
+/* Give f to idle worker w. */
+static void assign(struct pworker *w, mproc_future *f)
+{
+    struct mailbox *mb = w->mb;
+    uint64_t fn;
+    memcpy(&fn, &f->fn, sizeof fn);
+    mb->fn = fn;
+    mb->arg_len = f->arg_len;
+    if (f->arg_len > 0)
+        memcpy(mb->data, f->arg, f->arg_len);
+    mb->cancel = 0;
+    w->cur = f;
+    mproc__store_release(&mb->state, MB_TASK);
+    mproc__futex_wake(&mb->state, 1, true);
+}
+
+static bool time_to_leave(struct ppool *pp)
+{
+    if (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&pp->base.inflight, __ATOMIC_SEQ_CST) != 0 || !pending_empty(pp))
+        return false;
+    for (unsigned i = 0; i < pp->base.nworkers; i++)
+        if (pp->w[i].cur)
+            return false;
+    return true;
+}
+
+static void *dispatcher_main(void *arg)
+{
+    struct ppool *pp = arg;
+    unsigned n = pp->base.nworkers;
+    struct pollfd *pfd = calloc(n + 1, sizeof *pfd);
+    if (!pfd) /* cannot watch: fail everything rather than hang */
+        mproc__store_relaxed(&pp->base.broken, 1);
+    for (;;) {
+        if (mproc__load_relaxed(&pp->base.cancelling))
+            cancel_pending(pp);
+        if (mproc__load_relaxed(&pp->base.broken)) { /* Python's BrokenProcessPool */
+            mproc_future *f;
+            while ((f = pending_pop(pp))) {
+                if (mproc__future_claim(f))
+                    mproc__future_resolve(f, MPROC_EBROKEN, NULL, 0, NULL);
+                mproc_future_release(f);
+            }
+        }
+        /* Hand pending tasks to idle workers. */
+        for (unsigned i = 0; i < n; i++) {
+            struct pworker *w = &pp->w[i];
+            if (w->cur || !w->proc || !mproc__load_acquire(&w->mb->ready) ||
+                mproc__load_acquire(&w->mb->state) != MB_IDLE)
+                continue;
+            mproc_future *f;
+            while ((f = pending_pop(pp)) && !mproc__future_claim(f))
+                mproc_future_release(f); /* cancelled while pending */
+            if (!f)
+                break;
+            assign(w, f);
+        }
+        if (time_to_leave(pp) || !pfd)
+            break;
+        pfd[0] = (struct pollfd){ .fd = pp->evfd, .events = POLLIN };
+        for (unsigned i = 0; i < n; i++)
+            pfd[i + 1] = (struct pollfd){
+                .fd = pp->w[i].proc ? mproc__process_wait_fd(pp->w[i].proc) : -1,
+                .events = POLLIN };
+        /* A replacement that could not start is tried again in 100 ms. */
+        if (poll(pfd, n + 1, 100) < 0 && errno != EINTR)
+            continue;
+        if (pfd[0].revents) {
+            uint64_t v;
+            ssize_t r = read(pp->evfd, &v, sizeof v);
+            (void)r;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            struct pworker *w = &pp->w[i];
+            if (w->cur && mproc__load_acquire(&w->mb->state) == MB_DONE)
+                collect(w);
+            if (w->mb && mproc__load_acquire(&w->mb->init_failed))
+                mproc__store_relaxed(&pp->base.broken, 1);
+            if (w->proc && pfd[i + 1].revents)
+                worker_died(pp, w);
+            else if (!w->proc && !mproc__load_relaxed(&pp->base.broken) &&
+                     !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST))
+                worker_start(pp, w);
+        }
+    }
+    /* Nothing left to run: let every worker go. */
+    if (mproc__load_relaxed(&pp->base.broken))
+        cancel_pending(pp);
+    for (unsigned i = 0; i < n; i++) {
+        struct pworker *w = &pp->w[i];
+        if (!w->proc)
+            continue;
+        mproc__store_release(&w->mb->state, MB_QUIT);
+        mproc__futex_wake(&w->mb->state, 1, true);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct pworker *w = &pp->w[i];
+        if (!w->proc)
+            continue;
+        if (mproc_process_join(w->proc, 5000) != 0) {
+            mproc_process_kill(w->proc);
+            mproc_process_join(w->proc, -1);
+        }
+        mproc_process_destroy(w->proc);
+        w->proc = NULL;
+    }
+    free(pfd);
+    return NULL;
+}
+
+/* ---- the backend's operations --------------------------------------------- */
+
+static void procs_enqueue(mproc_executor *ex, mproc_future *f)
+{
+    struct ppool *pp = ppool_of(ex);
+    f->u.next = NULL;
+    mproc__mutex_lock(&pp->qlock);
+    if (pp->tail)
+        pp->tail->u.next = f;
+    else
+        pp->head = f;
+    pp->tail = f;
+    mproc__mutex_unlock(&pp->qlock);
+    poke(pp);
+}
+
+static bool procs_help(mproc_executor *ex)
+{
+    (void)ex;
+    return false; /* the caller's threads are never workers */
+}
+
+static void procs_shutdown(mproc_executor *ex, bool wait)
+{
+    struct ppool *pp = ppool_of(ex);
+    if (mproc__load_relaxed(&ex->cancelling))
+        cancel_pending(pp);
+    poke(pp);
+    if (wait && pp->dispatcher_started) {
+        pthread_join(pp->dispatcher, NULL);
+        pp->dispatcher_started = false;
+    }
+}
+
+static void free_ppool(struct ppool *pp)
+{
+    for (unsigned i = 0; pp->w && i < pp->base.nworkers; i++)
+        mproc__shmap_destroy(&pp->w[i].map);
+    free(pp->w);
+    if (pp->evfd >= 0)
+        close(pp->evfd);
+    free(pp);
+}
+
+static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
+{
+    if (opts->workers > MAX_PROC_WORKERS || opts->start == MPROC_START_SPAWN ||
+        (unsigned)opts->start > MPROC_START_SPAWN)
+        return -EINVAL;
+    size_t size = (sizeof(struct ppool) + 63) & ~(size_t)63;
+    struct ppool *pp = aligned_alloc(64, size);
+    if (!pp)
+        return -ENOMEM;
+    memset(pp, 0, size);
+    pp->base.be = &mproc__process_backend;
+    pp->base.nworkers = opts->workers;
+    pp->base.initializer = opts->initializer;
+    pp->base.initarg = opts->initarg;
+    snprintf(pp->base.name, sizeof pp->base.name, "%s", opts->name);
+    pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
+    pp->qlock = MPROC__MUTEX_INIT;
+    pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int rc = pp->evfd >= 0 ? 0 : -errno;
+    if (rc == 0 && pp->start == MPROC_START_FORKSERVER)
+        rc = mproc_forkserver_start();
+    if (rc == 0) {
+        pp->w = calloc(opts->workers, sizeof *pp->w);
+        rc = pp->w ? 0 : -ENOMEM;
+    }
+    for (unsigned i = 0; rc == 0 && i < opts->workers; i++) {
+        pp->w[i].pp = pp;
+        pp->w[i].index = (int)i;
+        pp->w[i].map.fd = -1;
+        rc = worker_start(pp, &pp->w[i]);
+    }
+    if (rc == 0) {
+        rc = -pthread_create(&pp->dispatcher, NULL, dispatcher_main, pp);
+        pp->dispatcher_started = rc == 0;
+    }
+    if (rc != 0) {
+        for (unsigned i = 0; pp->w && i < opts->workers; i++)
+            if (pp->w[i].proc) {
+                mproc_process_kill(pp->w[i].proc);
+                mproc_process_join(pp->w[i].proc, -1);
+                mproc_process_destroy(pp->w[i].proc);
+            }
+        free_ppool(pp);
+        return rc;
+    }
+    *out = &pp->base;
+    return 0;
+}
+
+static void procs_destroy(mproc_executor *ex)
+{
+    free_ppool(ppool_of(ex));
+}
+
+const struct mproc__backend mproc__process_backend = {
+    .max_arg = ARG_MAX_BYTES,
+    .create = procs_create,
+    .enqueue = procs_enqueue,
+    .help = procs_help,
+    .shutdown = procs_shutdown,
+    .destroy = procs_destroy,
+};

@@ -1,0 +1,439 @@
+/*
+ * tests/test_procexec.c -- executors of kind MPROC_PROCESSES: results and
+ * errors through the workers' mailboxes, a crash failing only its own
+ * task (and the worker replaced), shutdown, the parent's death, cycles.
+ *
+ * Shared flags live in mproc_shared_calloc memory allocated before the
+ * executor (and so before the fork server) exists: workers forked from the
+ * server share that arena. Nothing waits by sleeping.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mproc.h"
+#include "os/sys.h"
+#include "runner.h"
+#include "helpers.h"
+
+#define LONG_MS 30000
+
+typedef struct shared {
+    atomic_int go;
+    atomic_int started;
+    atomic_int pids[16];
+} shared;
+
+static shared *sh;
+
+static void setup(void)
+{
+    sh = mproc_shared_calloc(sizeof *sh);
+    CHECK(sh != NULL);
+}
+
+static mproc_executor *make(unsigned workers, mproc_start_method start)
+{
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = workers,
+                                                               .start = start }));
+    return ex;
+}
+
+/* x -> x*x (int64), and the worker's pid in the shared block. */
+static int square(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    if (len != sizeof(int64_t))
+        return mproc_fail(ctx, -EINVAL, "want 8 bytes, got %zu", len);
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    x *= x;
+    return mproc_return(ctx, &x, sizeof x);
+}
+
+static int64_t result_i64(mproc_future *f)
+{
+    const void *d;
+    size_t n;
+    CHECK_OK(mproc_future_result(f, LONG_MS, &d, &n));
+    CHECK_EQ(n, sizeof(int64_t));
+    int64_t v;
+    memcpy(&v, d, sizeof v);
+    return v;
+}
+
+TEST(submit_and_results_fork_and_forkserver)
+{
+    setup();
+    static const mproc_start_method m[] = { MPROC_START_DEFAULT, MPROC_START_FORK };
+    for (int k = 0; k < 2; k++) {
+        mproc_executor *ex = make(2, m[k]);
+        CHECK_EQ(mproc_executor_workers(ex), 2);
+        enum { N = 300 };
+        int64_t in[N];
+        mproc_future *f[N];
+        for (int i = 0; i < N; i++) {
+            in[i] = i - 100;
+            CHECK_OK(mproc_submit(ex, square, &in[i], sizeof in[i], &f[i]));
+        }
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ(result_i64(f[i]), in[i] * in[i]);
+            mproc_future_release(f[i]);
+        }
+        mproc_executor_destroy(ex);
+    }
+}
+
+static int big_result(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    size_t n = 300000;
+    unsigned char *p = mproc_result_buffer(ctx, n); /* written in place */
+    if (!p)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(i * 7);
+    return 0;
+}
+
+static int fail_with_message(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    return mproc_fail(ctx, -EDOM, "bad input in worker %d", mproc_ctx_worker(ctx));
+}
+
+TEST(large_results_messages_and_bad_args)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, big_result, NULL, 0, &f));
+    const unsigned char *d;
+    size_t n;
+    CHECK_OK(mproc_future_result(f, LONG_MS, (const void **)&d, &n));
+    CHECK_EQ(n, 300000);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(d[i], (unsigned char)(i * 7));
+    mproc_future_release(f);
+
+    CHECK_OK(mproc_submit(ex, fail_with_message, NULL, 0, &f));
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), -EDOM);
+    int code;
+    const char *msg;
+    CHECK_OK(mproc_future_error(f, &code, &msg));
+    CHECK_EQ(code, -EDOM);
+    CHECK(strcmp(msg, "bad input in worker 0") == 0);
+    mproc_future_release(f);
+
+    static char huge[1];
+    CHECK_RC(mproc_submit(ex, square, huge, ((size_t)32 << 20) + 1, &f), -E2BIG);
+    int64_t items[4] = { 1, 2, 3, 4 };
+    mproc_results *r;
+    CHECK_RC(mproc_map(ex, square, items, sizeof items[0], 4, NULL, &r), -EINVAL);
+    mproc_executor_destroy(ex);
+    CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .start = MPROC_START_SPAWN }),
+             -EINVAL);
+}
+
+/* ---- crashes ---------------------------------------------------------------- */
+
+enum crash { C_NONE, C_SEGV, C_ABORT, C_EXIT3, C_KILL };
+
+static int maybe_crash(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t v;
+    memcpy(&v, arg, sizeof v);
+    switch ((enum crash)(v % 5 == 0 ? (v / 5) % 4 + 1 : C_NONE)) {
+    case C_SEGV: raise(SIGSEGV); break;
+    case C_ABORT: abort();
+    case C_EXIT3: exit(3);
+    case C_KILL: raise(SIGKILL); break;
+    case C_NONE: break;
+    }
+    v = v * 3 + 1;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+/* Every fifth task crashes, four ways; exactly those fail, with
+ * MPROC_EWORKERDIED and a message naming the worker and what ended it;
+ * every other result is right, and the pool keeps serving. */
+TEST_T(crashes_fail_only_their_own_task, 90)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    enum { N = 60 };
+    int64_t in[N];
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, maybe_crash, &in[i], sizeof in[i], &f[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        int rc = mproc_future_result(f[i], LONG_MS, NULL, NULL);
+        if (i % 5 != 0) {
+            CHECK_OK(rc);
+            CHECK_EQ(result_i64(f[i]), in[i] * 3 + 1);
+        } else {
+            CHECK_RC(rc, MPROC_EWORKERDIED);
+            const char *msg;
+            int code;
+            CHECK_OK(mproc_future_error(f[i], &code, &msg));
+            CHECK_MSG(strncmp(msg, "worker ", 7) == 0, "message '%s'", msg);
+            switch ((i / 5) % 4 + 1) {
+            case C_EXIT3: CHECK_MSG(strstr(msg, "exited with status 3"), "'%s'", msg); break;
+            case C_KILL: CHECK_MSG(strstr(msg, "killed by SIGKILL"), "'%s'", msg); break;
+            case C_ABORT: CHECK_MSG(strstr(msg, "SIGABRT") || strstr(msg, "exited"), "'%s'", msg); break;
+            default: break; /* SIGSEGV: a sanitizer may turn it into an exit */
+            }
+        }
+        mproc_future_release(f[i]);
+    }
+    /* Still serving, on replaced workers. */
+    int64_t x = 7;
+    mproc_future *g;
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &g));
+    CHECK_EQ(result_i64(g), 49);
+    mproc_future_release(g);
+    mproc_executor_destroy(ex);
+}
+
+static int kill_me_from_outside(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    (void)ctx;
+    atomic_store(&sh->pids[0], (int)getpid());
+    atomic_fetch_add(&sh->started, 1);
+    for (;;)
+        pause();
+    return 0;
+}
+
+TEST(worker_killed_from_outside)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, kill_me_from_outside, NULL, 0, &f));
+    WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
+    pid_t pid = (pid_t)atomic_load(&sh->pids[0]);
+    CHECK(kill(pid, SIGKILL) == 0);
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_EWORKERDIED);
+    const char *msg;
+    int code;
+    CHECK_OK(mproc_future_error(f, &code, &msg));
+    char want[64];
+    snprintf(want, sizeof want, "worker %d killed by SIGKILL", (int)pid);
+    CHECK_MSG(strcmp(msg, want) == 0, "'%s'", msg);
+    mproc_future_release(f);
+    int64_t x = 5;
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_EQ(result_i64(f), 25);
+    mproc_future_release(f);
+    mproc_executor_destroy(ex);
+}
+
+/* ---- shutdown, callbacks, initializer -------------------------------------------------------- */
+
+static int hold(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    atomic_fetch_add(&sh->started, 1);
+    while (!atomic_load(&sh->go))
+        usleep(200);
+    int64_t v = mproc_cancel_requested(ctx) ? 2 : 1;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+TEST(shutdown_cancel_futures_while_workers_run)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    mproc_future *f[6];
+    for (int i = 0; i < 6; i++)
+        CHECK_OK(mproc_submit(ex, hold, NULL, 0, &f[i]));
+    WAIT_UNTIL(atomic_load(&sh->started) == 2, LONG_MS);
+    CHECK_OK(mproc_executor_shutdown(ex, false, true));
+    int64_t x = 1;
+    mproc_future *late;
+    CHECK_RC(mproc_submit(ex, square, &x, sizeof x, &late), MPROC_ESHUTDOWN);
+    atomic_store(&sh->go, 1);
+    int ran = 0, cancelled = 0;
+    for (int i = 0; i < 6; i++) {
+        int rc = mproc_future_result(f[i], LONG_MS, NULL, NULL);
+        if (rc == 0) {
+            ran++;
+            CHECK(result_i64(f[i]) >= 1);
+        } else {
+            CHECK_RC(rc, MPROC_ECANCELLED);
+            cancelled++;
+        }
+        mproc_future_release(f[i]);
+    }
+    CHECK_EQ(ran, 2); /* the two running ran to the end */
+    CHECK_EQ(cancelled, 4);
+    mproc_executor_destroy(ex);
+}
+
+static int init_fails(void *arg)
+{
+    (void)arg;
+    return -EIO;
+}
+
+TEST(initializer_failure_breaks_the_executor)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 2,
+                                                               .initializer = init_fails }));
+    int64_t x = 3;
+    mproc_future *f;
+    int rc = mproc_submit(ex, square, &x, sizeof x, &f);
+    if (rc == 0) { /* accepted before the failure was seen: fails as broken */
+        CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_EBROKEN);
+        mproc_future_release(f);
+    } else {
+        CHECK_RC(rc, MPROC_EBROKEN);
+    }
+    WAIT_UNTIL(mproc_submit(ex, square, &x, sizeof x, NULL) == MPROC_EBROKEN, LONG_MS);
+    mproc_executor_destroy(ex); /* and no respawn loop: destroy returns */
+}
+
+static void count_cb(mproc_future *f, void *ud)
+{
+    (void)f;
+    atomic_fetch_add((atomic_int *)ud, 1);
+}
+
+TEST(callbacks_and_as_completed)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    enum { N = 20 };
+    int64_t in[N];
+    mproc_future *f[N];
+    atomic_int calls = 0;
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, square, &in[i], sizeof in[i], &f[i]));
+        CHECK_OK(mproc_future_add_done_callback(f[i], count_cb, &calls));
+    }
+    mproc_as_completed *it;
+    CHECK_OK(mproc_as_completed_create(&it, f, N));
+    int64_t sum = 0;
+    mproc_future *d;
+    int seen = 0;
+    while (mproc_as_completed_next(it, LONG_MS, &d) == 1) {
+        sum += result_i64(d);
+        seen++;
+    }
+    mproc_as_completed_destroy(it);
+    CHECK_EQ(seen, N);
+    int64_t want = 0;
+    for (int i = 0; i < N; i++)
+        want += in[i] * in[i];
+    CHECK_EQ(sum, want);
+    WAIT_UNTIL(atomic_load(&calls) == N, LONG_MS);
+    for (int i = 0; i < N; i++)
+        mproc_future_release(f[i]);
+    mproc_executor_destroy(ex);
+}
+
+/* ---- the parent's death, cycles ----------------------------------------------------- */
+
+static int report_pid(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int slot = *(const int *)arg;
+    atomic_store(&sh->pids[slot], (int)getpid());
+    int64_t v = getpid();
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+/* In an intermediate process: an executor whose two workers report their
+ * pids, then SIGKILL. */
+static int pool_then_die(void *arg)
+{
+    (void)arg;
+    mproc_executor *ex;
+    if (mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                          .workers = 2 }) != 0)
+        return 1;
+    int slots[2] = { 0, 1 };
+    mproc_future *f[2];
+    for (int i = 0; i < 2; i++)
+        if (mproc_submit(ex, report_pid, &slots[i], sizeof slots[i], &f[i]) != 0)
+            return 1;
+    for (int i = 0; i < 2; i++)
+        if (mproc_future_result(f[i], LONG_MS, NULL, NULL) != 0)
+            return 1;
+    raise(SIGKILL);
+    return 1;
+}
+
+TEST(workers_die_with_a_killed_parent)
+{
+    setup();
+    pid_t mid = test_fork(pool_then_die, NULL);
+    int st = test_wait(mid, LONG_MS);
+    CHECK(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    for (int i = 0; i < 2; i++) {
+        pid_t w = (pid_t)atomic_load(&sh->pids[i]);
+        CHECK(w > 0);
+        WAIT_UNTIL(mproc__task_dead(w, 0), LONG_MS);
+    }
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+TEST_T(create_destroy_cycles_leave_nothing, 120)
+{
+    setup();
+    mproc_forkserver_start();
+    int fds = count_fds();
+    long n = test_scaled_stress(100);
+    for (long i = 0; i < n; i++) {
+        mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+        if (i % 10 == 0) {
+            int64_t x = i;
+            mproc_future *f;
+            CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+            CHECK_EQ(result_i64(f), x * x);
+            mproc_future_release(f);
+        }
+        mproc_executor_destroy(ex);
+    }
+    CHECK_EQ(count_fds(), fds);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
+    FILE *c = fopen(path, "re");
+    CHECK(c != NULL);
+    int kids = 0, pid;
+    while (fscanf(c, "%d", &pid) == 1)
+        kids++;
+    fclose(c);
+    CHECK_EQ(kids, 1); /* the fork server only: every worker was reaped */
+}
