@@ -1,9 +1,10 @@
 /*
  * bench/bench_ipc.c -- mproc_queue and mproc_conn between two processes,
- * side by side with pipe(2), a POSIX message queue and the machine's
- * ceiling: a minimal single-producer single-consumer byte ring in shared
- * memory where both sides busy-spin (written here; the ceiling, not a
- * competitor).
+ * side by side with pipe(2), a POSIX message queue, ZeroMQ (PUSH/PULL over
+ * ipc://), Boost.Interprocess message_queue, Python's multiprocessing
+ * Queue and Pipe, and the machine's ceiling: a minimal single-producer
+ * single-consumer byte ring in shared memory where both sides busy-spin
+ * (written here; the ceiling, not a competitor).
  *
  *   1. 64-byte messages, one producer process -> one consumer process,
  *      messages per second.
@@ -12,7 +13,13 @@
  *
  * Every transfer forks a producer and a consumer; the producer notes the
  * time before its first message, the consumer after its last one, and
- * checks a byte of every message so nothing can be skipped.
+ * checks a byte of every message so nothing can be skipped. Python's
+ * figures come from py_ipc.py (next to this file), measured the same way
+ * in its own processes, once per case after the C figures.
+ *
+ * ZeroMQ (libzmq, found with pkg-config) and Boost (headers, with a C++
+ * compiler: bench_ipc_boost.cpp) are optional, as is python3: without one,
+ * its lines say "skipped (not installed)" and its targets SKIP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,18 +32,46 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef BENCH_HAVE_ZMQ
+#include <zmq.h>
+#endif
+
 #include "harness.h"
 #include "mproc/ipc.h"
 
-enum kind { SPIN, QUEUE, PIPE2, MQUEUE, CONN };
+#ifdef BENCH_HAVE_BOOST
+/* bench_ipc_boost.cpp: Boost.Interprocess message_queue, by name. */
+int bench_boost_create(const char *name, size_t max_msgs, size_t msg_size);
+void *bench_boost_open(const char *name);
+int bench_boost_send(void *h, const void *p, size_t n);
+int bench_boost_recv(void *h, void *buf, size_t cap, size_t *len);
+void bench_boost_close(void *h);
+void bench_boost_remove(const char *name);
+#endif
+
+enum kind { SPIN, QUEUE, PIPE2, MQUEUE, CONN, ZMQ, BOOST, NKINDS };
 
 static const char *const kind_name[] = { "busy-spin SPSC ring (ceiling)", "mproc_queue",
-                                         "pipe(2)", "POSIX mqueue", "mproc_conn (Pipe)" };
+                                         "pipe(2)", "POSIX mqueue", "mproc_conn (Pipe)",
+                                         "ZeroMQ PUSH/PULL ipc://",
+                                         "Boost.Interprocess message_queue" };
+
+/* Whether each kind was compiled in. */
+static const int have_kind[NKINDS] = {
+    [SPIN] = 1, [QUEUE] = 1, [PIPE2] = 1, [MQUEUE] = 1, [CONN] = 1,
+#ifdef BENCH_HAVE_ZMQ
+    [ZMQ] = 1,
+#endif
+#ifdef BENCH_HAVE_BOOST
+    [BOOST] = 1,
+#endif
+};
 
 /* Shared between the parent and the two children of a transfer. */
 struct shared {
     _Atomic int go;
     _Atomic int ready;
+    _Atomic int bound; /* ZeroMQ: the producer has bound its endpoint */
     int64_t t_start, t_end;
     _Atomic long bad;
     /* The spin ring: 1 MiB of bytes, like mproc_queue's default ring. */
@@ -58,6 +93,9 @@ struct xfer {
     mproc_conn *ca, *cb;
     int pfd[2];
     mqd_t mq;
+    char name[64]; /* ZeroMQ's endpoint, Boost's queue name */
+    void *zctx, *zsock; /* ZeroMQ, in each child */
+    void *bq;           /* Boost, in each child */
 };
 
 /* ---- the ceiling: a byte stream through a ring, both sides spinning ---- */
@@ -147,12 +185,105 @@ static void wait_go(void)
         relax();
 }
 
+/*
+ * What the alternatives may hold at once: about 1 MiB of messages, like
+ * mproc_queue's default ring, and at least 4 (ZeroMQ's high-water mark on
+ * each side, Boost's max_num_msg).
+ */
+static size_t held(size_t size)
+{
+    size_t k = ((size_t)1 << 20) / size;
+    return k < 4 ? 4 : k;
+}
+
+#ifdef BENCH_HAVE_ZMQ
+/*
+ * A child's ZeroMQ socket: the producer binds a PUSH socket, the consumer
+ * connects a PULL socket once it is bound, and one empty message goes
+ * through before the clock starts, so connecting is not timed.
+ */
+static void zmq_open_side(struct xfer *x, int push)
+{
+    int hwm = (int)held(x->size);
+    x->zctx = zmq_ctx_new();
+    if (x->zctx == NULL)
+        bench_die("zmq_ctx_new", errno);
+    x->zsock = zmq_socket(x->zctx, push ? ZMQ_PUSH : ZMQ_PULL);
+    if (x->zsock == NULL)
+        bench_die("zmq_socket", errno);
+    if (zmq_setsockopt(x->zsock, push ? ZMQ_SNDHWM : ZMQ_RCVHWM, &hwm, sizeof hwm) != 0)
+        bench_die("zmq_setsockopt", errno);
+    if (push) {
+        if (zmq_bind(x->zsock, x->name) != 0)
+            bench_die("zmq_bind", errno);
+        atomic_store(&S->bound, 1);
+        if (zmq_send(x->zsock, "", 0, 0) != 0)
+            bench_die("zmq_send", errno);
+    } else {
+        char c;
+        while (!atomic_load(&S->bound))
+            usleep(100);
+        if (zmq_connect(x->zsock, x->name) != 0)
+            bench_die("zmq_connect", errno);
+        if (zmq_recv(x->zsock, &c, sizeof c, 0) != 0)
+            bench_die("zmq_recv", errno);
+    }
+}
+
+static void zmq_close_side(struct xfer *x)
+{
+    zmq_close(x->zsock);
+    zmq_ctx_term(x->zctx); /* the producer's waits until all is delivered */
+}
+#endif
+
+/* What each child opens for itself before the clock starts. */
+static void child_open(struct xfer *x, int producing)
+{
+    (void)producing;
+    switch (x->kind) {
+    case ZMQ:
+#ifdef BENCH_HAVE_ZMQ
+        zmq_open_side(x, producing);
+#endif
+        break;
+    case BOOST:
+#ifdef BENCH_HAVE_BOOST
+        x->bq = bench_boost_open(x->name);
+        if (x->bq == NULL)
+            bench_die("boost message_queue open", EIO);
+#endif
+        break;
+    default:
+        break;
+    }
+}
+
+static void child_close(struct xfer *x)
+{
+    switch (x->kind) {
+    case ZMQ:
+#ifdef BENCH_HAVE_ZMQ
+        zmq_close_side(x);
+#endif
+        break;
+    case BOOST:
+#ifdef BENCH_HAVE_BOOST
+        bench_boost_close(x->bq);
+#endif
+        break;
+    default:
+        break;
+    }
+}
+
 static void producer(struct xfer *x)
 {
     char *msg = malloc(x->size);
     if (!msg)
         bench_die("malloc", ENOMEM);
     memset(msg, 'x', x->size);
+    child_open(x, 1);
     wait_go();
     S->t_start = bench_now_ns();
     for (long i = 0; i < x->n; i++) {
@@ -175,10 +306,23 @@ static void producer(struct xfer *x)
         case CONN:
             rc = mproc_conn_send(x->cb, msg, x->size);
             break;
+        case ZMQ:
+#ifdef BENCH_HAVE_ZMQ
+            rc = zmq_send(x->zsock, msg, x->size, 0) == (int)x->size ? 0 : -errno;
+#endif
+            break;
+        case BOOST:
+#ifdef BENCH_HAVE_BOOST
+            rc = bench_boost_send(x->bq, msg, x->size);
+#endif
+            break;
+        default:
+            break;
         }
         if (rc != 0)
             bench_die("send", rc);
     }
+    child_close(x);
     free(msg);
 }
 
@@ -187,6 +331,7 @@ static void consumer(struct xfer *x)
     char *buf = malloc(x->size);
     if (!buf)
         bench_die("malloc", ENOMEM);
+    child_open(x, 0);
     wait_go();
     long bad = 0;
     for (long i = 0; i < x->n; i++) {
@@ -211,6 +356,21 @@ static void consumer(struct xfer *x)
         case CONN:
             rc = mproc_conn_recv(x->ca, buf, x->size, &len, -1);
             break;
+        case ZMQ: {
+#ifdef BENCH_HAVE_ZMQ
+            int r = zmq_recv(x->zsock, buf, x->size, 0);
+            rc = r < 0 ? -errno : 0;
+            len = (size_t)r;
+#endif
+            break;
+        }
+        case BOOST:
+#ifdef BENCH_HAVE_BOOST
+            rc = bench_boost_recv(x->bq, buf, x->size, &len);
+#endif
+            break;
+        default:
+            break;
         }
         if (rc != 0)
             bench_die("receive", rc);
@@ -218,6 +378,7 @@ static void consumer(struct xfer *x)
     }
     S->t_end = bench_now_ns();
     S->bad = bad;
+    child_close(x);
     free(buf);
 }
 
@@ -225,6 +386,7 @@ static void setup(struct xfer *x)
 {
     atomic_store(&S->go, 0);
     atomic_store(&S->ready, 0);
+    atomic_store(&S->bound, 0);
     atomic_store(&S->head, 0);
     atomic_store(&S->tail, 0);
     int rc = 0;
@@ -249,6 +411,17 @@ static void setup(struct xfer *x)
     case CONN:
         rc = mproc_pipe(&x->ca, &x->cb, true);
         break;
+    case ZMQ:
+        snprintf(x->name, sizeof x->name, "ipc:///tmp/mproc-bench-zmq-%d", (int)getpid());
+        break;
+    case BOOST:
+#ifdef BENCH_HAVE_BOOST
+        snprintf(x->name, sizeof x->name, "mproc-bench-boost-%d", (int)getpid());
+        rc = bench_boost_create(x->name, held(x->size), x->size);
+#endif
+        break;
+    default:
+        break;
     }
     if (rc != 0)
         bench_die(kind_name[x->kind], rc);
@@ -272,6 +445,16 @@ static void teardown(struct xfer *x)
     case CONN:
         mproc_conn_destroy(x->ca);
         mproc_conn_destroy(x->cb);
+        break;
+    case ZMQ:
+        unlink(x->name + strlen("ipc://"));
+        break;
+    case BOOST:
+#ifdef BENCH_HAVE_BOOST
+        bench_boost_remove(x->name);
+#endif
+        break;
+    default:
         break;
     }
 }
@@ -307,44 +490,172 @@ static double run_xfer(void *arg)
     return (double)x->n * 1e9 / (double)(S->t_end - S->t_start);
 }
 
-static void one_case(const char *title, size_t size, long n, int with_mq, double scale,
-                     const char *unit)
+/* ---- Python's multiprocessing.Queue and Pipe (py_ipc.py) ---- */
+
+static void skipped(const char *what)
+{
+    fprintf(bench_cfg.json ? stderr : stdout, "  %-46s skipped (not installed)\n", what);
+}
+
+/* Looks python3 up on PATH; 1 and its path when found. */
+static int find_python(char *path, size_t size)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+
+    snprintf(dirs, sizeof dirs, "%s", env != NULL ? env : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
+         d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, size, "%s/python3", *d ? d : ".");
+        if (access(path, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Runs py_ipc.py: messages per second of Python's Queue (rate[0]) and
+ * Pipe (rate[1]); 0, or -1 (with a line saying why) when not measured. */
+static int python_ipc(size_t size, long n, double rate[2])
+{
+    char python[4096], cmd[8400], line[128] = "";
+    const char *script = BENCH_PY_SCRIPT;
+
+    if (!find_python(python, sizeof python)) {
+        skipped("python3 multiprocessing.Queue and Pipe");
+        return -1;
+    }
+    if (access(script, R_OK) != 0 || strchr(script, '\'') || strchr(python, '\'')) {
+        bench_note("python3: skipped (cannot use %s)", script);
+        return -1;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' '%s' %zu %ld %d", python, script, size, n,
+             bench_cfg.runs);
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        bench_note("python3: skipped (popen: %s)", strerror(errno));
+        return -1;
+    }
+    char *got = fgets(line, sizeof line, p);
+    int status = pclose(p);
+    char *end = line, *end2 = line;
+    if (got != NULL) {
+        rate[0] = strtod(line, &end);
+        rate[1] = strtod(end, &end2);
+    }
+    if (got == NULL || end == line || end2 == end || status != 0 || !(rate[0] > 0) ||
+        !(rate[1] > 0)) {
+        line[strcspn(line, "\n")] = '\0';
+        bench_note("python3: failed (exit status %#x, output '%s')", status,
+                   got != NULL ? line : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the cases ---- */
+
+static double v[NKINDS]; /* this case's figures (NaN: not measured) */
+static int pos[NKINDS];  /* where each is in bench_compare's order, or -1 */
+
+static double ratio(enum kind a, enum kind b)
+{
+    return pos[a] >= 0 && pos[b] >= 0 ? v[a] / v[b] : NAN;
+}
+
+static bench_range rounds(enum kind a, enum kind b)
+{
+    return pos[a] >= 0 && pos[b] >= 0 ? bench_rounds(pos[a], pos[b]) : BENCH_NO_RANGE;
+}
+
+static void one_case(const char *title, const char *label, size_t size, long n, long npy,
+                     double scale, const char *unit)
 {
     bench_section("%s", title);
-    enum kind kinds[] = { SPIN, QUEUE, PIPE2, CONN, MQUEUE };
-    int k = with_mq ? 5 : 4;
-    struct xfer x[5];
-    void *args[5];
-    for (int i = 0; i < k; i++) {
-        x[i] = (struct xfer){ .kind = kinds[i], .size = size, .n = n };
-        args[i] = &x[i];
+    /* The POSIX queue's default limits allow 8 KiB messages. */
+    const int with_mq = size <= 8192;
+    static const enum kind order[] = { SPIN, QUEUE, PIPE2, CONN, MQUEUE, ZMQ, BOOST };
+    struct xfer x[NKINDS];
+    void *args[NKINDS];
+    double w[NKINDS];
+    int m = 0;
+    for (int i = 0; i < NKINDS; i++) {
+        enum kind k = order[i];
+        v[k] = NAN;
+        pos[k] = -1;
+        if (!have_kind[k] || (k == MQUEUE && !with_mq))
+            continue;
+        x[m] = (struct xfer){ .kind = k, .size = size, .n = n };
+        args[m] = &x[m];
+        pos[k] = m++;
     }
-    double v[5];
-    bench_compare(k, run_xfer, args, v);
-    for (int i = 0; i < k; i++)
-        bench_figure(kind_name[kinds[i]], v[i] * scale, unit, i ? kind_name[SPIN] : NULL,
-                     v[0] * scale);
+    bench_compare(m, run_xfer, args, w);
+    for (int i = 0; i < NKINDS; i++)
+        if (pos[i] >= 0)
+            v[i] = w[pos[i]];
+    const char *ceiling = kind_name[SPIN];
+    for (int i = 0; i < NKINDS; i++) {
+        enum kind k = order[i];
+        if (pos[k] >= 0)
+            bench_figure(kind_name[k], v[k] * scale, unit, k == SPIN ? NULL : ceiling,
+                         v[SPIN] * scale);
+        else if (k != MQUEUE)
+            skipped(kind_name[k]);
+    }
+
+    double py[2] = { NAN, NAN };
+    if (python_ipc(size, npy, py) == 0) {
+        bench_figure("python multiprocessing.Queue", py[0] * scale, unit, ceiling,
+                     v[SPIN] * scale);
+        bench_figure("python multiprocessing.Pipe", py[1] * scale, unit, ceiling,
+                     v[SPIN] * scale);
+        bench_note("python: %ld messages per run, in processes of its own after the "
+                   "figures above (no rounds)", npy);
+    }
+    if (pos[ZMQ] >= 0 || pos[BOOST] >= 0)
+        bench_note("ZeroMQ's high-water mark and Boost's queue: %zu messages (about 1 MiB, "
+                   "like mproc_queue's ring)", held(size));
+
     char what[160];
-    snprintf(what, sizeof what, "%zu-byte messages: mproc_queue / busy-spin ring", size);
-    bench_target(what, v[1] / v[0], bench_rounds(1, 0), BENCH_HIGHER, 0.5);
-    snprintf(what, sizeof what, "%zu-byte messages: mproc_queue / pipe(2)", size);
-    if (size <= 64)
-        bench_target(what, v[1] / v[2], bench_rounds(1, 2), BENCH_HIGHER, 3.0);
+#define WHAT(fmt) (snprintf(what, sizeof what, "%s messages: " fmt, label), what)
+    const int small = size <= 64;
+    bench_target(WHAT("mproc_queue / busy-spin ring"), ratio(QUEUE, SPIN),
+                 rounds(QUEUE, SPIN), BENCH_HIGHER, 0.5);
+    if (small)
+        bench_target(WHAT("mproc_queue / pipe(2)"), ratio(QUEUE, PIPE2), rounds(QUEUE, PIPE2),
+                     BENCH_HIGHER, 3.0);
     else
-        bench_info(what, v[1] / v[2], bench_rounds(1, 2));
-    snprintf(what, sizeof what, "%zu-byte messages: mproc_conn / pipe(2)", size);
-    bench_info(what, v[3] / v[2], bench_rounds(3, 2));
-    if (with_mq) {
-        snprintf(what, sizeof what, "%zu-byte messages: mproc_queue / POSIX mqueue", size);
-        bench_info(what, v[1] / v[4], bench_rounds(1, 4));
-    }
+        bench_info(WHAT("mproc_queue / pipe(2)"), ratio(QUEUE, PIPE2), rounds(QUEUE, PIPE2));
+    bench_info(WHAT("mproc_conn / pipe(2)"), ratio(CONN, PIPE2), rounds(CONN, PIPE2));
+    if (with_mq)
+        bench_info(WHAT("mproc_queue / POSIX mqueue"), ratio(QUEUE, MQUEUE),
+                   rounds(QUEUE, MQUEUE));
+    if (small)
+        bench_info(WHAT("mproc_queue / ZeroMQ"), ratio(QUEUE, ZMQ), rounds(QUEUE, ZMQ));
+    else
+        bench_target(WHAT("mproc_queue / ZeroMQ"), ratio(QUEUE, ZMQ), rounds(QUEUE, ZMQ),
+                     BENCH_HIGHER, 2.0);
+    if (small)
+        bench_target(WHAT("mproc_queue / Boost message_queue"), ratio(QUEUE, BOOST),
+                     rounds(QUEUE, BOOST), BENCH_HIGHER, 2.0);
+    else
+        bench_info(WHAT("mproc_queue / Boost message_queue"), ratio(QUEUE, BOOST),
+                   rounds(QUEUE, BOOST));
+    if (small)
+        bench_target(WHAT("mproc_queue / Python Queue"), v[QUEUE] / py[0], BENCH_NO_RANGE,
+                     BENCH_HIGHER, 30.0);
+    else
+        bench_info(WHAT("mproc_queue / Python Queue"), v[QUEUE] / py[0], BENCH_NO_RANGE);
+    bench_info(WHAT("mproc_conn / Python Pipe"), v[CONN] / py[1], BENCH_NO_RANGE);
+#undef WHAT
 }
 
 int main(int argc, char **argv)
 {
     bench_init(argc, argv,
                "bench_ipc: mproc_queue and mproc_conn between two processes, against "
-               "pipe(2), POSIX mqueue and a busy-spin ring",
+               "pipe(2), POSIX mqueue, ZeroMQ, Boost.Interprocess, Python and a busy-spin "
+               "ring",
                NULL);
     S = mmap(NULL, sizeof *S, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (S == MAP_FAILED)
@@ -352,10 +663,12 @@ int main(int argc, char **argv)
     if (bench_case(1))
         one_case("1. 64-byte messages, 1 producer process -> 1 consumer process "
                  "(million msgs/s, higher is better)",
-                 64, bench_scale(2000000, 200000), 1, 1e-6, "M msg/s");
+                 "64-byte", 64, bench_scale(2000000, 200000), bench_scale(200000, 20000),
+                 1e-6, "M msg/s");
     if (bench_case(2))
         one_case("2. 1 MiB messages, 1 producer process -> 1 consumer process "
                  "(GB/s, higher is better)",
-                 1 << 20, bench_scale(2000, 200), 0, (double)(1 << 20) * 1e-9, "GB/s");
+                 "1 MiB", 1 << 20, bench_scale(2000, 200), bench_scale(200, 30),
+                 (double)(1 << 20) * 1e-9, "GB/s");
     return bench_finish();
 }

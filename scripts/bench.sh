@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # Build mproc in Release into build-bench/ and run the benchmarks: bench_sync
-# (the sync layer), bench_exec (the thread executor), then bench_proc
-# (starting processes).
+# (the sync layer), bench_exec (the thread executor), bench_proc
+# (starting processes), then bench_ipc (queues and pipes between processes).
 #
-#   bash scripts/bench.sh            full run (about a minute and a half)
-#   bash scripts/bench.sh --quick    small counts, for CI (both together ~15-20 s)
+#   bash scripts/bench.sh            full run (a few minutes)
+#   bash scripts/bench.sh --quick    small counts, for CI (each ~10-20 s)
 #
-# Arguments are passed to both: --quick, --json, --strict, --runs N,
+# Arguments are passed to each: --quick, --json, --strict, --runs N,
 # --verbose, --case N[,N...] (see --help; case numbers are each program's
-# own). With --json stdout gets two JSON documents, one after the other.
-# The exit status is the worse of the two. Figures are noisy on a busy
+# own). With --json stdout gets one JSON document per program, one after
+# the other. The exit status is the worst of them. Figures are noisy on a busy
 # machine: each header shows the load average.
 #
 # What mproc is compared with is installed with apt-get (through
 # scripts/deps.sh) when it is missing and we are root: python3, GLib
-# (libglib2.0-dev), oneTBB (libtbb-dev) and a C++ compiler for it; OpenMP
-# comes with gcc. Otherwise each missing one's comparisons are skipped.
+# (libglib2.0-dev), oneTBB (libtbb-dev), ZeroMQ (libzmq3-dev),
+# Boost.Interprocess (libboost-dev) and a C++ compiler for the last two and
+# oneTBB; OpenMP comes with gcc. Otherwise each missing one's comparisons are skipped.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build-bench"
 
-extras=(libglib2.0-dev libtbb-dev)
+extras=(libglib2.0-dev libtbb-dev libzmq3-dev libboost-dev)
 if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
   extras+=(g++)
 fi
@@ -43,7 +44,7 @@ fi
 # Only errors of the build are shown (on stderr).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DMPROC_BUILD_TESTS=OFF -DMPROC_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_sync bench_exec bench_proc -j "$(nproc)" >/dev/null
+cmake --build "$build" --target bench_sync bench_exec bench_proc bench_ipc -j "$(nproc)" >/dev/null
 
 json=0
 for arg in "$@"; do [ "$arg" = --json ] && json=1; done
@@ -56,4 +57,8 @@ rc=$((rc > rc2 ? rc : rc2))
 if [ $json = 1 ]; then echo >&2; else echo; fi
 rc2=0
 "$build/bench/bench_proc" "$@" || rc2=$?
+rc=$((rc > rc2 ? rc : rc2))
+if [ $json = 1 ]; then echo >&2; else echo; fi
+rc2=0
+"$build/bench/bench_ipc" "$@" || rc2=$?
 exit $((rc > rc2 ? rc : rc2))
