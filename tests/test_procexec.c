@@ -136,9 +136,6 @@ TEST(large_results_messages_and_bad_args)
 
     static char huge[1];
     CHECK_RC(mproc_submit(ex, square, huge, ((size_t)32 << 20) + 1, &f), -E2BIG);
-    int64_t items[4] = { 1, 2, 3, 4 };
-    mproc_results *r;
-    CHECK_RC(mproc_map(ex, square, items, sizeof items[0], 4, NULL, &r), -EINVAL);
     mproc_executor_destroy(ex);
     CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
                                                                .start = MPROC_START_SPAWN }),
@@ -436,4 +433,92 @@ TEST_T(create_destroy_cycles_leave_nothing, 120)
         kids++;
     fclose(c);
     CHECK_EQ(kids, 1); /* the fork server only: every worker was reaped */
+}
+
+/* ---- map on processes ------------------------------------------------------ */
+
+/* x -> x*x, except: x % 97 == 13 fails with a message, x == crash_at
+ * kills its worker. */
+static int64_t crash_at = -1;
+
+static int square_or_fail(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    if (x == crash_at)
+        raise(SIGKILL);
+    if (x % 97 == 13)
+        return mproc_fail(ctx, -EDOM, "item %lld refused", (long long)x);
+    int64_t v = x * x;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+TEST_T(map_general_and_fixed_size_on_processes, 90)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    enum { N = 2000 };
+    static int64_t xs[N];
+    for (int i = 0; i < N; i++)
+        xs[i] = i;
+    for (int fixed = 0; fixed < 2; fixed++) {
+        mproc_results *r;
+        mproc_map_opts o = { .chunksize = fixed ? 0 : 37, .result_size = fixed ? 8 : 0 };
+        /* The first failure in item order: 13 (13 % 97 == 13). */
+        CHECK_RC(mproc_map(ex, square_or_fail, xs, sizeof xs[0], N, &o, &r), -EDOM);
+        CHECK_EQ(mproc_results_count(r), N);
+        for (int i = 0; i < N; i++) {
+            mproc_item it;
+            int rc = mproc_results_get(r, (size_t)i, &it);
+            if (i % 97 == 13) {
+                CHECK_RC(rc, -EDOM);
+                char want[64];
+                snprintf(want, sizeof want, "item %d refused", i);
+                CHECK_MSG(strcmp(it.message, want) == 0, "'%s'", it.message);
+            } else {
+                CHECK_OK(rc);
+                CHECK_EQ(it.len, 8);
+                int64_t v;
+                memcpy(&v, it.data, sizeof v);
+                CHECK_EQ(v, (int64_t)i * i);
+            }
+        }
+        mproc_results_destroy(r);
+    }
+    mproc_executor_destroy(ex);
+}
+
+TEST_T(map_chunk_whose_worker_dies_fails_alone, 90)
+{
+    setup();
+    crash_at = 500; /* inherited by the workers (forked after this) */
+    mproc_executor *ex = make(2, MPROC_START_FORK);
+    enum { N = 1000 };
+    static int64_t xs[N];
+    for (int i = 0; i < N; i++)
+        xs[i] = i * 97 + 1; /* never x % 97 == 13 */
+    xs[500] = 500;
+    mproc_imap_iter *it;
+    CHECK_OK(mproc_imap(ex, square_or_fail, xs, sizeof xs[0], N,
+                        &(mproc_map_opts){ .chunksize = 100 }, &it));
+    mproc_item item;
+    int rc, seen = 0;
+    while ((rc = mproc_imap_next(it, LONG_MS, &item)) == 1) {
+        CHECK_EQ(item.index, (size_t)seen); /* in order */
+        if (item.index >= 500 && item.index < 600) {
+            CHECK_RC(item.code, MPROC_EWORKERDIED);
+        } else {
+            CHECK_OK(item.code);
+            int64_t v;
+            memcpy(&v, item.data, sizeof v);
+            CHECK_EQ(v, xs[item.index] * xs[item.index]);
+        }
+        seen++;
+    }
+    CHECK_OK(rc);
+    CHECK_EQ(seen, N);
+    mproc_imap_destroy(it);
+    mproc_executor_destroy(ex);
+    crash_at = -1;
 }

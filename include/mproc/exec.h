@@ -30,8 +30,10 @@
  * running a task (signal, exit) fails that task's future only, with
  * MPROC_EWORKERDIED and a message naming the worker's pid and the signal
  * or exit status; the worker is replaced and the executor keeps serving.
- * Mapping calls (map, imap) and help-while-wait are for thread executors
- * only in this version (-EINVAL on a process executor).
+ * map/imap send each chunk's item bytes to a worker as one message and
+ * get its results back the same way. A worker that dies during a chunk
+ * fails that chunk's items. Waiting threads of the caller never run
+ * tasks themselves (help-while-wait is for thread executors).
  *
  * At normal exit (return from main, exit()), executors not yet destroyed
  * are shut down and their accepted tasks run to the end first, as

@@ -134,6 +134,9 @@ static inline bool mproc__future_final(uint32_t state)
 struct mproc__backend {
     /* The longest task argument it takes (submit fails with -E2BIG). */
     size_t max_arg;
+    /* Tasks run in another address space: only their argument bytes
+     * travel (map sends chunks as messages). */
+    bool remote;
     /* Allocate an executor for opts (opts->workers already resolved, not
      * 0) with its common part zeroed, and start its workers. Returns 0 or
      * a negative code with nothing left behind. */

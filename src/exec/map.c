@@ -462,6 +462,217 @@ static void chunk_finished(mproc_future *f, void *userdata)
     account_chunk(userdata, f->arg_len, code);
 }
 
+/* ---- chunks that run in another process --------------------------------------- */
+
+/*
+ * A backend whose workers do not share our memory (processes) gets each
+ * chunk as a message: a header and the chunk's item bytes. The worker
+ * runs the items and returns one record per item -- code, result bytes,
+ * failure message -- packed into the chunk task's own result; the
+ * chunk's done-callback unpacks them into the results object. A chunk
+ * whose worker died fails as a whole (MPROC_EWORKERDIED), like a chunk
+ * that was cancelled.
+ */
+struct rchunk_hdr {
+    uint64_t fn;          /* the item task's address in the workers' image */
+    uint64_t chunk;
+    uint64_t item_size;
+    uint64_t count;
+};
+
+struct rrec {
+    int32_t code;
+    uint32_t len;      /* result bytes that follow */
+    uint32_t msg_len;  /* then message bytes */
+    uint32_t pad;
+};
+
+#define RREC_ALIGN(n) (((n) + 7) & ~(size_t)7)
+
+/* Worker side: the records being built, and the current item's. */
+struct rbuild {
+    unsigned char *buf;
+    size_t len, cap;   /* bytes used (whole records), allocated */
+    size_t cur;        /* offset of the current item's record */
+    size_t res_len;
+    char message[F_MESSAGE_MAX];
+    mproc_ctx *outer;  /* the chunk task's own context */
+    bool oom;
+};
+
+static bool rbuild_reserve(struct rbuild *b, size_t need)
+{
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    unsigned char *p = realloc(b->buf, cap);
+    if (!p)
+        return false;
+    b->buf = p;
+    b->cap = cap;
+    return true;
+}
+
+static void *rbuild_room(mproc_ctx *ctx, size_t len)
+{
+    struct rbuild *b = ctx->owner;
+    if (len > UINT32_MAX || !rbuild_reserve(b, b->cur + sizeof(struct rrec) + len))
+        return NULL;
+    b->res_len = len;
+    return b->buf + b->cur + sizeof(struct rrec);
+}
+
+static void rbuild_message(mproc_ctx *ctx, const char *fmt, va_list ap)
+{
+    struct rbuild *b = ctx->owner;
+    vsnprintf(b->message, sizeof b->message, fmt, ap);
+}
+
+static bool rbuild_cancel_requested(const mproc_ctx *ctx)
+{
+    const struct rbuild *b = ctx->owner;
+    return mproc_cancel_requested(b->outer);
+}
+
+static const struct mproc__ctx_ops rbuild_ops = {
+    .room = rbuild_room,
+    .message = rbuild_message,
+    .cancel_requested = rbuild_cancel_requested,
+};
+
+/* The chunk task, run by a worker process. */
+static int remote_chunk(const void *arg, size_t len, mproc_ctx *outer)
+{
+    struct rchunk_hdr h;
+    if (len < sizeof h)
+        return -EPROTO;
+    memcpy(&h, arg, sizeof h);
+    if (h.item_size == 0 || h.count > (len - sizeof h) / h.item_size)
+        return -EPROTO;
+    mproc_task_fn fn;
+    memcpy(&fn, &h.fn, sizeof fn);
+    const unsigned char *in = (const unsigned char *)arg + sizeof h;
+    struct rbuild b = { .outer = outer };
+    struct mproc_ctx ctx = { .ops = &rbuild_ops, .owner = &b, .worker = mproc_ctx_worker(outer) };
+    for (uint64_t i = 0; i < h.count; i++, in += h.item_size) {
+        b.cur = b.len;
+        b.res_len = 0;
+        b.message[0] = '\0';
+        if (!rbuild_reserve(&b, b.cur + sizeof(struct rrec))) {
+            free(b.buf);
+            return -ENOMEM;
+        }
+        int code = fn(in, (size_t)h.item_size, &ctx);
+        struct rrec rec = { code > 0 ? 0 : code, (uint32_t)b.res_len, 0, 0 };
+        size_t mlen = code < 0 ? strlen(b.message) : 0;
+        if (code < 0)
+            rec.len = 0; /* a failed item has no result */
+        size_t end = b.cur + sizeof rec + rec.len;
+        if (!rbuild_reserve(&b, RREC_ALIGN(end + mlen))) {
+            free(b.buf);
+            return -ENOMEM;
+        }
+        rec.msg_len = (uint32_t)mlen;
+        memcpy(b.buf + b.cur, &rec, sizeof rec);
+        memcpy(b.buf + end, b.message, mlen);
+        b.len = RREC_ALIGN(end + mlen);
+    }
+    int rc = mproc_return(outer, b.buf, b.len);
+    free(b.buf);
+    return rc;
+}
+
+/* Parent side: store one unpacked record as item i's outcome. */
+static void store_record(mproc_results *r, size_t i, const struct rrec *rec,
+                         const unsigned char *bytes, const char *msg)
+{
+    int code = rec->code;
+    if (code == 0 && r->result_size && rec->len != r->result_size) {
+        code = -EMSGSIZE;
+        item_message(r, i, "result of %u bytes, but result_size is %zu", rec->len,
+                     r->result_size);
+    }
+    if (code == 0) {
+        if (r->result_size) {
+            memcpy(r->data + i * r->result_size, bytes, rec->len);
+        } else {
+            void *p = rec->len ? item_room(r, i, rec->len) : NULL;
+            if (rec->len && !p)
+                code = -ENOMEM;
+            else if (p)
+                memcpy(p, bytes, rec->len);
+        }
+    }
+    if (code < 0) {
+        if (r->result_size)
+            r->codes[i] = code;
+        else
+            r->slots[i].code = code;
+        if (rec->msg_len)
+            item_message(r, i, "%.*s", (int)rec->msg_len, msg);
+        note_failure(r, i);
+    }
+}
+
+static void remote_chunk_finished(mproc_future *f, void *userdata)
+{
+    mproc_results *r = userdata;
+    struct rchunk_hdr h;
+    memcpy(&h, f->arg, sizeof h);
+    size_t k = (size_t)h.chunk, lo = k * r->chunksize, hi = chunk_end(r, lo);
+    free((void *)f->arg); /* the chunk's message: read by now */
+    int code = 0;
+    const unsigned char *d = NULL;
+    size_t n = 0;
+    if (mproc_future_error(f, &code, NULL) == 0 && code == 0)
+        mproc_future_result(f, 0, (const void **)&d, &n);
+    size_t off = 0;
+    for (size_t i = lo; code == 0 && i < hi; i++) {
+        struct rrec rec;
+        if (n - off < sizeof rec) {
+            code = -EPROTO;
+            break;
+        }
+        memcpy(&rec, d + off, sizeof rec);
+        size_t body = sizeof rec + (size_t)rec.len + rec.msg_len;
+        if (n - off < body) {
+            code = -EPROTO;
+            break;
+        }
+        store_record(r, i, &rec, d + off + sizeof rec,
+                     (const char *)d + off + sizeof rec + rec.len);
+        off += RREC_ALIGN(body);
+    }
+    account_chunk(r, k, code);
+}
+
+/* Submit chunk k of r as a message; 0 or the submit's error. */
+static int submit_remote_chunk(mproc_results *r, size_t k)
+{
+    size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
+    size_t bytes = (hi - lo) * r->item_size;
+    if (bytes > SIZE_MAX - sizeof(struct rchunk_hdr))
+        return -E2BIG;
+    unsigned char *msg = malloc(sizeof(struct rchunk_hdr) + bytes);
+    if (!msg)
+        return -ENOMEM;
+    struct rchunk_hdr h = { 0, k, r->item_size, hi - lo };
+    memcpy(&h.fn, &r->fn, sizeof h.fn);
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, r->items + lo * r->item_size, bytes);
+    mproc_future *cf;
+    int rc = mproc_submit(r->ex, remote_chunk, msg, sizeof h + bytes, &cf);
+    if (rc != 0) {
+        free(msg);
+        return rc;
+    }
+    mproc_future_add_done_callback(cf, remote_chunk_finished, r); /* first: cannot fail */
+    mproc_future_release(cf);
+    return 0;
+}
+
 /* Wait until ready(r, arg) or the deadline: 0 or -ETIMEDOUT. */
 static int wait_progress(mproc_results *r, bool (*ready)(const void *, size_t), size_t arg,
                          int64_t deadline)
@@ -544,8 +755,6 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
     if (!ex || !fn || !out || (n > 0 && (!items || item_size == 0)) ||
         (n > 0 && item_size > SIZE_MAX / n) || (n > 0 && rs > SIZE_MAX / n))
         return -EINVAL;
-    if (ex->be != &mproc__thread_backend) /* its chunks run on our memory */
-        return -EINVAL;
     mproc_results *r = results_new(ex, fn, items, item_size, n, opts);
     if (!r)
         return -ENOMEM;
@@ -557,8 +766,9 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
     }
     r->refs = 2; /* the caller's and the chunks' */
     for (size_t k = 0; k < r->nchunks; k++) {
-        mproc_future *cf;
-        int rc = mproc_submit(ex, run_chunk, r, k, &cf);
+        mproc_future *cf = NULL;
+        int rc = ex->be->remote ? submit_remote_chunk(r, k)
+                                : mproc_submit(ex, run_chunk, r, k, &cf);
         if (rc != 0) {
             if (k == 0) { /* nothing started: a plain call error */
                 r->refs = 1;
@@ -569,8 +779,10 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
                 account_chunk(r, k, rc);
             break;
         }
-        mproc_future_add_done_callback(cf, chunk_finished, r); /* first: cannot fail */
-        mproc_future_release(cf);
+        if (cf) {
+            mproc_future_add_done_callback(cf, chunk_finished, r); /* first: cannot fail */
+            mproc_future_release(cf);
+        }
     }
     *out = r;
     return 0;

@@ -501,6 +501,7 @@ static void procs_destroy(mproc_executor *ex)
 
 const struct mproc__backend mproc__process_backend = {
     .max_arg = ARG_MAX_BYTES,
+    .remote = true,
     .create = procs_create,
     .enqueue = procs_enqueue,
     .help = procs_help,
