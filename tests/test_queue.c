@@ -868,3 +868,247 @@ TEST(queue_waiters_survive_dead_lock_holder)
     CHECK_EQ(get_msg(q).seq, 1);
     CHECK_OK(mproc_queue_destroy(q));
 }
+
+/* ------------------------------------------------------------------ */
+/* batches: put_many / get_many                                        */
+/* ------------------------------------------------------------------ */
+
+/* n test messages (producer p, seqs from `first`, sizes from size_of) in
+ * one allocation, with their iovecs. */
+struct batch {
+    struct iovec *iov;
+    char *mem;
+};
+
+static uint32_t batch_size(uint32_t seq)
+{
+    return 16 + (seq * 37) % 200;
+}
+
+static struct batch make_batch(uint32_t p, uint32_t first, size_t n,
+                               uint32_t (*size_of)(uint32_t))
+{
+    struct batch b = { calloc(n ? n : 1, sizeof *b.iov), NULL };
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += size_of(first + (uint32_t)i);
+    b.mem = malloc(total ? total : 1);
+    CHECK(b.iov != NULL && b.mem != NULL);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t len = size_of(first + (uint32_t)i);
+        fill_msg(b.mem + off, p, first + (uint32_t)i, len);
+        b.iov[i] = (struct iovec){ b.mem + off, len };
+        off += len;
+    }
+    return b;
+}
+
+static void free_batch(struct batch *b)
+{
+    free(b->iov);
+    free(b->mem);
+}
+
+/* get_many until `n` messages from producer p have come, checking each
+ * and their order (seqs from `first`). */
+static void get_many_expect(mproc_queue *q, uint32_t p, uint32_t first, size_t n,
+                            size_t cap, size_t max)
+{
+    char *buf = malloc(cap);
+    struct iovec *iov = calloc(max, sizeof *iov);
+    CHECK(buf != NULL && iov != NULL);
+    size_t got = 0;
+    while (got < n) {
+        size_t want = n - got < max ? n - got : max; /* no more than n */
+        int k = mproc_queue_get_many(q, buf, cap, iov, want, 20000);
+        CHECK_MSG(k >= 1 && (size_t)k <= want, "get_many returned %d", k);
+        for (int i = 0; i < k; i++) {
+            struct mhdr h;
+            CHECK_MSG(check_msg(iov[i].iov_base, iov[i].iov_len, &h),
+                      "corrupt message of %zu bytes", iov[i].iov_len);
+            CHECK_EQ(h.producer, p);
+            CHECK_EQ(h.seq, first + (uint32_t)got);
+            CHECK((char *)iov[i].iov_base >= buf &&
+                  (char *)iov[i].iov_base + iov[i].iov_len <= buf + cap);
+            got++;
+        }
+    }
+    CHECK_EQ(got, n);
+    free(iov);
+    free(buf);
+}
+
+TEST(queue_many_basic)
+{
+    mproc_queue *q = new_queue(0, 0, 0);
+    struct batch b = make_batch(1, 0, 300, batch_size);
+    CHECK_EQ(mproc_queue_put_many(q, b.iov, 300, -1), 300);
+    CHECK_EQ(mproc_queue_qsize(q), 300);
+    /* A small buffer: several messages a call, never one cut. */
+    get_many_expect(q, 1, 0, 100, 1000, 64);
+    /* Interleaved with single puts and gets, in order. */
+    put_msg(q, 1, 300, 40);
+    get_many_expect(q, 1, 100, 201, 1 << 16, 500);
+    CHECK_EQ(mproc_queue_empty(q), 1);
+
+    /* Nothing queued: -EAGAIN / -ETIMEDOUT. */
+    char buf[256];
+    struct iovec iov[4];
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, iov, 4, 0), -EAGAIN);
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, iov, 4, 10), -ETIMEDOUT);
+
+    /* The oldest does not fit: -EMSGSIZE with its size, and it stays. */
+    put_msg(q, 2, 0, 100);
+    CHECK_EQ(mproc_queue_get_many(q, buf, 50, iov, 4, 0), -EMSGSIZE);
+    CHECK_EQ(iov[0].iov_len, 100);
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, iov, 4, 0), 1);
+    CHECK_EQ(iov[0].iov_len, 100);
+
+    /* Empty messages and n = 0. */
+    struct iovec empty[3] = { { NULL, 0 }, { NULL, 0 }, { NULL, 0 } };
+    CHECK_EQ(mproc_queue_put_many(q, empty, 3, 0), 3);
+    CHECK_EQ(mproc_queue_put_many(q, empty, 0, 0), 0);
+    CHECK_EQ(mproc_queue_get_many(q, NULL, 0, iov, 4, 0), 3);
+    CHECK_EQ(iov[2].iov_len, 0);
+    free_batch(&b);
+    CHECK_OK(mproc_queue_destroy(q));
+}
+
+TEST(queue_many_bad_arguments_and_close)
+{
+    mproc_queue *q = new_queue(0, 4096, 0);
+    char buf[64];
+    struct iovec iov[2] = { { buf, 8 }, { NULL, 8 } };
+    CHECK_EQ(mproc_queue_put_many(NULL, iov, 1, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_put_many(q, NULL, 1, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_put_many(q, iov, 1, -2), -EINVAL);
+    CHECK_EQ(mproc_queue_put_many(q, iov, 2, 0), -EINVAL); /* NULL base: nothing put */
+    CHECK_EQ(mproc_queue_qsize(q), 0);
+    CHECK_EQ(mproc_queue_get_many(NULL, buf, sizeof buf, iov, 2, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, NULL, 2, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, iov, 0, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_get_many(q, NULL, 8, iov, 2, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, iov, 2, -2), -EINVAL);
+
+    /* Too large: checked first, nothing put. */
+    mproc_queue *small;
+    CHECK_OK(mproc_queue_create(&small, &(mproc_queue_opts){ .max_message = 16 }));
+    struct iovec two[2] = { { buf, 8 }, { buf, 17 } };
+    CHECK_EQ(mproc_queue_put_many(small, two, 2, 0), -EMSGSIZE);
+    CHECK_EQ(mproc_queue_qsize(small), 0);
+    CHECK_OK(mproc_queue_destroy(small));
+
+    /* maxsize: as many as allowed, then the next call says -EAGAIN. */
+    mproc_queue *m = new_queue(10, 0, 0);
+    struct batch b = make_batch(3, 0, 25, batch_size);
+    CHECK_EQ(mproc_queue_put_many(m, b.iov, 25, 0), 10);
+    CHECK_EQ(mproc_queue_put_many(m, b.iov + 10, 15, 0), -EAGAIN);
+    CHECK_EQ(mproc_queue_put_many(m, b.iov + 10, 15, 20), -ETIMEDOUT);
+    get_many_expect(m, 3, 0, 10, 4096, 3);
+    free_batch(&b);
+    CHECK_OK(mproc_queue_destroy(m));
+
+    /* Closed: puts -EPIPE; gets drain, then -EPIPE. */
+    iov[1].iov_base = buf;
+    memset(buf, 0, sizeof buf);
+    CHECK_EQ(mproc_queue_put_many(q, iov, 2, 0), 2);
+    CHECK_OK(mproc_queue_close(q));
+    CHECK_EQ(mproc_queue_put_many(q, iov, 2, 0), -EPIPE);
+    struct iovec out[4];
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, out, 4, 0), 2);
+    CHECK_EQ(mproc_queue_get_many(q, buf, sizeof buf, out, 4, -1), -EPIPE);
+    CHECK_OK(mproc_queue_destroy(q));
+}
+
+/* Sizes from 16 bytes to past the ring (chunked), in one batch. */
+static uint32_t mixed_size(uint32_t seq)
+{
+    return seq % 7 == 3 ? 9000 + seq * 13 : 16 + (seq * 53) % 900;
+}
+
+static int many_child(void *arg)
+{
+    mproc_queue *q = arg;
+    for (uint32_t i = 0; i < 2000; i += 50) {
+        struct batch b = make_batch(5, i, 50, mixed_size);
+        CHECK_EQ(mproc_queue_put_many(q, b.iov, 50, 20000), 50);
+        free_batch(&b);
+    }
+    return 0;
+}
+
+/* A producer process batching through a small ring (records wrap, large
+ * ones stream) to a consumer batching too: all arrive, in order. */
+TEST(queue_many_processes)
+{
+    mproc_queue *q = new_queue(0, 4096, 0);
+    pid_t c = test_fork(many_child, q);
+    get_many_expect(q, 5, 0, 2000, 40000, 16);
+    test_expect_child_ok(c);
+    CHECK_EQ(mproc_queue_empty(q), 1);
+    CHECK_OK(mproc_queue_destroy(q));
+}
+
+static int victim_many_producer(void *arg)
+{
+    struct victim *v = arg;
+    struct batch b = make_batch(1, 4, 8, batch_size);
+    mproc__fault_arm(v->point, v->nth, mproc__fault_kill_self);
+    mproc_queue_put_many(v->q, b.iov, 8, 20000);
+    return 1; /* must not get here */
+}
+
+/* A producer killed in the middle of a batch (after copying 3 of its 8
+ * messages, none published): the 4 messages before it are intact, its
+ * batch is gone whole, and the next put repairs the lock and works. */
+TEST(queue_many_producer_killed_midway)
+{
+    mproc_queue *q = new_queue(0, 4096, 0);
+    for (uint32_t k = 0; k < 4; k++)
+        put_msg(q, 1, k, batch_size(k));
+    struct victim v = { q, "queue.put_many.copied", 3, 0 };
+    pid_t c = test_fork(victim_many_producer, &v);
+    test_expect_child_killed(c);
+    CHECK_EQ(mproc_queue_qsize(q), 4);
+    put_msg(q, 2, 0, 100);
+    get_many_expect(q, 1, 0, 4, 4096, 64);
+    CHECK_EQ(get_msg(q).producer, 2);
+    CHECK_EQ(mproc_queue_empty(q), 1);
+    for (uint32_t k = 0; k < 100; k++) { /* wraps around where it wrote */
+        struct batch b = make_batch(3, k * 3, 3, batch_size);
+        CHECK_EQ(mproc_queue_put_many(q, b.iov, 3, 0), 3);
+        get_many_expect(q, 3, k * 3, 3, 4096, 2);
+        free_batch(&b);
+    }
+    CHECK_OK(mproc_queue_destroy(q));
+}
+
+static int victim_many_consumer(void *arg)
+{
+    struct victim *v = arg;
+    char buf[4096];
+    struct iovec iov[16];
+    mproc__fault_arm(v->point, v->nth, mproc__fault_kill_self);
+    mproc_queue_get_many(v->q, buf, sizeof buf, iov, 16, 20000);
+    return 1; /* must not get here */
+}
+
+/* A consumer killed in the middle of a batch, after copying 3 messages
+ * but before releasing them: nothing is lost. */
+TEST(queue_many_consumer_killed_midway)
+{
+    mproc_queue *q = new_queue(0, 4096, 0);
+    struct batch b = make_batch(1, 0, 12, batch_size);
+    CHECK_EQ(mproc_queue_put_many(q, b.iov, 12, 0), 12);
+    struct victim v = { q, "queue.get_many.copied", 3, 0 };
+    pid_t c = test_fork(victim_many_consumer, &v);
+    test_expect_child_killed(c);
+    CHECK_EQ(mproc_queue_qsize(q), 12);
+    get_many_expect(q, 1, 0, 12, 4096, 5);
+    CHECK_EQ(mproc_queue_empty(q), 1);
+    put_msg(q, 2, 0, 100);
+    CHECK_EQ(get_msg(q).producer, 2);
+    free_batch(&b);
+    CHECK_OK(mproc_queue_destroy(q));
+}

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "sync.h"
 
@@ -116,6 +117,45 @@ MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
 /* mproc_queue_put_nowait - mproc_queue_put with timeout 0: -EAGAIN when
  * the queue is full. */
 MPROC_API int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t len);
+
+/*
+ * mproc_queue_put_many - put the n messages msgs[0..n) (iov_base,
+ * iov_len) in order, as n calls of mproc_queue_put would, but taking the
+ * producers' lock once for as many of them as the ring has room for and
+ * publishing them together (at least every 16 KiB): for small messages it
+ * is several times faster. timeout_ms bounds the whole call. Messages
+ * larger than half of max_bytes are streamed one by one, as by put.
+ * Every message's size is checked first: nothing is put when one is too
+ * large (-EMSGSIZE) or a base is NULL with a length (-EINVAL).
+ * Returns the number of messages put: n, or fewer when an error stopped
+ * the call after some were put (the next call reports it: -EPIPE,
+ * -ETIMEDOUT, -EAGAIN); or, when none was put, the error as
+ * mproc_queue_put's (-EINVAL also for n > INT_MAX).
+ * Crash safety: a producer killed in the middle of put_many loses at most
+ * the messages of that call not yet published; those published are whole.
+ * Thread-safe and process-safe. Blocks.
+ */
+MPROC_API int mproc_queue_put_many(mproc_queue *q, const struct iovec *msgs, size_t n,
+                                   int64_t timeout_ms);
+
+/*
+ * mproc_queue_get_many - remove up to `max` of the oldest messages at
+ * once, copying them one after the other into buf (cap bytes): on return
+ * msgs[i].iov_base points at message i in buf and msgs[i].iov_len is its
+ * length. Waits at most timeout_ms for the first message, then takes those
+ * already queued that fit in what is left of buf, under one hold of the
+ * consumers' lock and with one release of their ring space. A message
+ * larger than half of max_bytes (streamed) is only ever got alone.
+ * Returns the number of messages got (1..max); -EMSGSIZE when even the
+ * oldest does not fit in buf (nothing is removed; msgs[0].iov_len says its
+ * size); otherwise the errors of mproc_queue_get (-EINVAL also for msgs
+ * NULL, max 0 or above INT_MAX).
+ * Crash safety: a consumer killed in the middle of get_many loses nothing
+ * if it had not yet released the messages it was copying, else exactly
+ * the ones it had got. Thread-safe and process-safe. Blocks.
+ */
+MPROC_API int mproc_queue_get_many(mproc_queue *q, void *buf, size_t cap, struct iovec *msgs,
+                                   size_t max, int64_t timeout_ms);
 
 /*
  * mproc_queue_get - remove the oldest message and copy it into buf (cap

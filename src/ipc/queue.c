@@ -725,6 +725,91 @@ int mproc_queue_put_nowait(mproc_queue *q, const void *data, size_t len)
     return mproc_queue_put(q, data, len, 0);
 }
 
+/* put_many commits (and wakes consumers) at least this often, so that a
+ * long batch streams rather than arriving all at once. */
+#define BATCH_COMMIT_BYTES ((uint32_t)16 << 10)
+
+/*
+ * Under plock, not closed: write as many of msgs[*i..n) as fit as whole
+ * records, committing every BATCH_COMMIT_BYTES and at the end. Each
+ * commit is one store, as in put_whole: a producer killed before it loses
+ * only the records written since the last one. Returns how many it put.
+ */
+static size_t put_batch(mproc_queue *q, const struct iovec *msgs, size_t i, size_t n)
+{
+    uint64_t ps = mproc__load_relaxed(&q->pstate);
+    uint32_t tail = lo32(ps), puts = hi32(ps), pending = 0;
+    size_t start = i;
+    while (i < n && msgs[i].iov_len <= q->whole_max) {
+        uint32_t len = (uint32_t)msgs[i].iov_len, need = rec_size(len);
+        uint64_t now = pack(tail, puts);
+        if (!fits(q, now, room_state(q, now, need, true), need, true))
+            break;
+        hdr_write(q, tail, len, REC_WHOLE);
+        ring_write(q, tail + HDR, msgs[i].iov_base, len);
+        tail += need;
+        puts++;
+        pending += need;
+        i++;
+        MPROC__FAULT_POINT("queue.put_many.copied");
+        if (pending >= BATCH_COMMIT_BYTES) {
+            commit_store(&q->pstate, pack(tail, puts));
+            wake_all(&q->data_seq);
+            pending = 0;
+        }
+    }
+    if (pending) {
+        commit_store(&q->pstate, pack(tail, puts));
+        wake_all(&q->data_seq);
+    }
+    return i - start;
+}
+
+int mproc_queue_put_many(mproc_queue *q, const struct iovec *msgs, size_t n,
+                         int64_t timeout_ms)
+{
+    if (!queue_valid(q) || (!msgs && n) || n > INT_MAX || timeout_ms < -1)
+        return -EINVAL;
+    for (size_t k = 0; k < n; k++) {
+        if (!msgs[k].iov_base && msgs[k].iov_len)
+            return -EINVAL;
+        if (msgs[k].iov_len > q->max_message)
+            return -EMSGSIZE;
+    }
+    if (mproc__load_acquire(&q->closed) != CLOSED_NO)
+        return -EPIPE;
+    qdeadline d = dl_make(timeout_ms);
+    size_t i = 0;
+    int rc = 0;
+    while (i < n) {
+        if (msgs[i].iov_len > q->whole_max) {
+            rc = put_chunked(q, msgs[i].iov_base, msgs[i].iov_len, &d);
+            if (rc != 0)
+                break;
+            i++;
+            continue;
+        }
+        rc = lock_p(q, &d);
+        if (rc != 0)
+            break;
+        if (mproc__load_acquire(&q->closed) != CLOSED_NO) {
+            mproc__lock_release(&q->plock);
+            rc = -EPIPE;
+            break;
+        }
+        size_t k = put_batch(q, msgs, i, n);
+        mproc__lock_release(&q->plock);
+        i += k;
+        if (k == 0 || (i < n && msgs[i].iov_len <= q->whole_max)) {
+            /* The ring (or maxsize) is full: wait for room for the next. */
+            rc = wait_room(q, &d, rec_size((uint32_t)msgs[i].iov_len), true);
+            if (rc != 0)
+                break;
+        }
+    }
+    return i > 0 ? (int)i : rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* get                                                                 */
 /* ------------------------------------------------------------------ */
@@ -956,6 +1041,106 @@ static int do_get(mproc_queue *q, struct sink *s, int64_t timeout_ms)
                 return rc;
             barrier_done = true;
             continue; /* look once more: a last put may have committed */
+        }
+        if (timeout_ms == 0)
+            return -EAGAIN;
+        rc = wait_on(q, &q->data_seq, data_ready, NULL, dl_get(&d), true);
+        if (rc == -ETIMEDOUT)
+            return dl_expired_rc(&d);
+    }
+}
+
+/*
+ * Under clock, with a message at the head: take whole messages into
+ * buf/msgs until the ring holds no more, `max` are taken, the next does
+ * not fit in what is left of buf, or the next is chunked; skipped orphan
+ * chunks and ABORTs go too. One commit frees them all: a consumer killed
+ * before it loses nothing. Returns how many messages it took (0 when the
+ * head's message does not fit: then msgs[0].iov_len says its size), or 1
+ * from get_chunked / its error (the head being chunked), or -2 when all
+ * it saw were records to skip (the caller looks again).
+ */
+static int get_batch(mproc_queue *q, char *buf, size_t cap, struct iovec *msgs, size_t max)
+{
+    uint64_t cs = mproc__load_relaxed(&q->cstate);
+    uint32_t head = lo32(cs), freed = 0, taken = 0;
+    size_t k = 0, used = 0;
+    for (;;) {
+        uint64_t ps = data_state(q, head);
+        if (lo32(ps) == head || k == max)
+            break;
+        struct rec_hdr h = hdr_read(q, head);
+        if (h.type == REC_WHOLE) {
+            if (h.len > cap - used) {
+                if (k == 0)
+                    msgs[0].iov_len = h.len;
+                break;
+            }
+            ring_read(q, head + HDR, buf + used, h.len);
+            msgs[k].iov_base = buf + used;
+            msgs[k].iov_len = h.len;
+            used += h.len;
+            k++;
+            taken++;
+            MPROC__FAULT_POINT("queue.get_many.copied");
+        } else if (h.type == REC_FIRST) {
+            if (k > 0 || freed > 0)
+                break;
+            size_t len = 0;
+            struct sink s = { buf, cap, NULL, &len };
+            int rc = get_chunked(q, cs, h.len, &s);
+            if (rc == 0) {
+                msgs[0].iov_base = buf;
+                msgs[0].iov_len = len;
+            } else if (rc == -EMSGSIZE) {
+                msgs[0].iov_len = len;
+                return 0;
+            }
+            return rc == 1 ? -2 : rc == 0 ? 1 : rc;
+        } else {
+            /* An orphan chunk or an ABORT: skip it (a LAST counts as a
+             * message taken, as in do_get). */
+            taken += h.type == REC_LAST;
+        }
+        head += rec_size(h.len);
+        freed += rec_size(h.len);
+    }
+    if (freed > 0)
+        commit_get(q, cs, freed, taken);
+    return k > 0 ? (int)k : freed > 0 ? -2 : 0;
+}
+
+int mproc_queue_get_many(mproc_queue *q, void *buf, size_t cap, struct iovec *msgs,
+                         size_t max, int64_t timeout_ms)
+{
+    if (!queue_valid(q) || !msgs || max == 0 || max > INT_MAX || (!buf && cap) ||
+        timeout_ms < -1)
+        return -EINVAL;
+    qdeadline d = dl_make(timeout_ms);
+    bool barrier_done = false;
+    for (;;) {
+        int rc = lock_c(q, &d);
+        if (rc != 0)
+            return rc;
+        for (;;) {
+            uint64_t cs = mproc__load_relaxed(&q->cstate);
+            if (lo32(data_state(q, lo32(cs))) == lo32(cs))
+                break;
+            rc = get_batch(q, buf, cap, msgs, max);
+            if (rc == -2)
+                continue;
+            mproc__lock_release(&q->clock);
+            return rc == 0 ? -EMSGSIZE : rc;
+        }
+        mproc__lock_release(&q->clock);
+        if (mproc__load_acquire(&q->closed) != CLOSED_NO) {
+            if (barrier_done)
+                return -EPIPE;
+            rc = close_barrier(q, &d);
+            if (rc != 0)
+                return rc;
+            barrier_done = true;
+            continue;
         }
         if (timeout_ms == 0)
             return -EAGAIN;
