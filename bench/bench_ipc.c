@@ -7,7 +7,8 @@
  * (written here; the ceiling, not a competitor).
  *
  *   1. 64-byte messages, one producer process -> one consumer process,
- *      messages per second.
+ *      messages per second; mproc_queue also in batches of 32
+ *      (mproc_queue_put_many / get_many).
  *   2. 1 MiB messages, the same, GB/s (the POSIX queue is skipped: its
  *      default limits allow 8 KiB messages).
  *
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,16 +51,20 @@ void bench_boost_close(void *h);
 void bench_boost_remove(const char *name);
 #endif
 
-enum kind { SPIN, QUEUE, PIPE2, MQUEUE, CONN, ZMQ, BOOST, NKINDS };
+enum kind { SPIN, QUEUE, PIPE2, MQUEUE, CONN, ZMQ, BOOST, QMANY, NKINDS };
 
 static const char *const kind_name[] = { "busy-spin SPSC ring (ceiling)", "mproc_queue",
                                          "pipe(2)", "POSIX mqueue", "mproc_conn (Pipe)",
                                          "ZeroMQ PUSH/PULL ipc://",
-                                         "Boost.Interprocess message_queue" };
+                                         "Boost.Interprocess message_queue",
+                                         "mproc_queue put_many/get_many (32)" };
+
+/* QMANY: messages per put_many / most per get_many. */
+#define BATCH 32
 
 /* Whether each kind was compiled in. */
 static const int have_kind[NKINDS] = {
-    [SPIN] = 1, [QUEUE] = 1, [PIPE2] = 1, [MQUEUE] = 1, [CONN] = 1,
+    [SPIN] = 1, [QUEUE] = 1, [PIPE2] = 1, [MQUEUE] = 1, [CONN] = 1, [QMANY] = 1,
 #ifdef BENCH_HAVE_ZMQ
     [ZMQ] = 1,
 #endif
@@ -277,8 +283,59 @@ static void child_close(struct xfer *x)
     }
 }
 
+/* QMANY's sides: batches of BATCH messages, each in a buffer of its own. */
+static void producer_many(struct xfer *x)
+{
+    char *msg = malloc(BATCH * x->size);
+    struct iovec iov[BATCH];
+    if (!msg)
+        bench_die("malloc", ENOMEM);
+    memset(msg, 'x', BATCH * x->size);
+    wait_go();
+    S->t_start = bench_now_ns();
+    for (long i = 0; i < x->n; i += BATCH) {
+        int k = x->n - i < BATCH ? (int)(x->n - i) : BATCH;
+        for (int j = 0; j < k; j++) {
+            char *m = msg + (size_t)j * x->size;
+            m[0] = m[x->size - 1] = (char)(i + j);
+            iov[j] = (struct iovec){ m, x->size };
+        }
+        int rc = mproc_queue_put_many(x->q, iov, (size_t)k, -1);
+        if (rc != k)
+            bench_die("mproc_queue_put_many", rc < 0 ? rc : EIO);
+    }
+    free(msg);
+}
+
+static void consumer_many(struct xfer *x)
+{
+    char *buf = malloc(BATCH * x->size);
+    struct iovec iov[BATCH];
+    if (!buf)
+        bench_die("malloc", ENOMEM);
+    wait_go();
+    long bad = 0;
+    for (long i = 0; i < x->n;) {
+        int k = mproc_queue_get_many(x->q, buf, BATCH * x->size, iov, BATCH, -1);
+        if (k < 1)
+            bench_die("mproc_queue_get_many", k);
+        for (int j = 0; j < k; j++, i++) {
+            const char *m = iov[j].iov_base;
+            bad += iov[j].iov_len != x->size || m[0] != (char)i ||
+                   m[x->size - 1] != (char)i;
+        }
+    }
+    S->t_end = bench_now_ns();
+    S->bad = bad;
+    free(buf);
+}
+
 static void producer(struct xfer *x)
 {
+    if (x->kind == QMANY) {
+        producer_many(x);
+        return;
+    }
     char *msg = malloc(x->size);
     if (!msg)
         bench_die("malloc", ENOMEM);
@@ -328,6 +385,10 @@ static void producer(struct xfer *x)
 
 static void consumer(struct xfer *x)
 {
+    if (x->kind == QMANY) {
+        consumer_many(x);
+        return;
+    }
     char *buf = malloc(x->size);
     if (!buf)
         bench_die("malloc", ENOMEM);
@@ -394,6 +455,7 @@ static void setup(struct xfer *x)
     case SPIN:
         break;
     case QUEUE:
+    case QMANY:
         rc = mproc_queue_create(&x->q, NULL);
         break;
     case PIPE2:
@@ -433,6 +495,7 @@ static void teardown(struct xfer *x)
     case SPIN:
         break;
     case QUEUE:
+    case QMANY:
         mproc_queue_destroy(x->q);
         break;
     case PIPE2:
@@ -574,7 +637,7 @@ static void one_case(const char *title, const char *label, size_t size, long n, 
     bench_section("%s", title);
     /* The POSIX queue's default limits allow 8 KiB messages. */
     const int with_mq = size <= 8192;
-    static const enum kind order[] = { SPIN, QUEUE, PIPE2, CONN, MQUEUE, ZMQ, BOOST };
+    static const enum kind order[] = { SPIN, QUEUE, QMANY, PIPE2, CONN, MQUEUE, ZMQ, BOOST };
     struct xfer x[NKINDS];
     void *args[NKINDS];
     double w[NKINDS];
@@ -583,7 +646,7 @@ static void one_case(const char *title, const char *label, size_t size, long n, 
         enum kind k = order[i];
         v[k] = NAN;
         pos[k] = -1;
-        if (!have_kind[k] || (k == MQUEUE && !with_mq))
+        if (!have_kind[k] || (k == MQUEUE && !with_mq) || (k == QMANY && size > 4096))
             continue;
         x[m] = (struct xfer){ .kind = k, .size = size, .n = n };
         args[m] = &x[m];
@@ -599,7 +662,7 @@ static void one_case(const char *title, const char *label, size_t size, long n, 
         if (pos[k] >= 0)
             bench_figure(kind_name[k], v[k] * scale, unit, k == SPIN ? NULL : ceiling,
                          v[SPIN] * scale);
-        else if (k != MQUEUE)
+        else if (k != MQUEUE && k != QMANY)
             skipped(kind_name[k]);
     }
 
@@ -621,6 +684,9 @@ static void one_case(const char *title, const char *label, size_t size, long n, 
     const int small = size <= 64;
     bench_target(WHAT("mproc_queue / busy-spin ring"), ratio(QUEUE, SPIN),
                  rounds(QUEUE, SPIN), BENCH_HIGHER, 0.5);
+    if (small)
+        bench_info(WHAT("mproc_queue batches of 32 / busy-spin ring"), ratio(QMANY, SPIN),
+                   rounds(QMANY, SPIN));
     if (small)
         bench_target(WHAT("mproc_queue / pipe(2)"), ratio(QUEUE, PIPE2), rounds(QUEUE, PIPE2),
                      BENCH_HIGHER, 3.0);
