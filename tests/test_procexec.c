@@ -522,3 +522,88 @@ TEST_T(map_chunk_whose_worker_dies_fails_alone, 90)
     mproc_executor_destroy(ex);
     crash_at = -1;
 }
+
+/* ---- deadlines ------------------------------------------------------------- */
+
+static int forever(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    (void)ctx;
+    for (;;)
+        pause();
+    return 0;
+}
+
+static int forever_ignoring_sigterm(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    signal(SIGTERM, SIG_IGN);
+    return forever(arg, len, ctx);
+}
+
+static int nap_then_answer(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    mproc_sleep_ms(300); /* the workload: longer than the executor's deadline */
+    int64_t v = 42;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+static void expect_timeout(mproc_future *f, int64_t ms, const char *signal_name)
+{
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_ETASKTIMEOUT);
+    const char *msg;
+    int code;
+    CHECK_OK(mproc_future_error(f, &code, &msg));
+    char want[64];
+    snprintf(want, sizeof want, "task ran past its %lld ms deadline; worker ", (long long)ms);
+    CHECK_MSG(strncmp(msg, want, strlen(want)) == 0, "'%s'", msg);
+    CHECK_MSG(strstr(msg, signal_name) != NULL, "'%s'", msg);
+}
+
+TEST(task_past_its_deadline_is_stopped)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .task_timeout_ms = 100 }));
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, forever, NULL, 0, &f));
+    expect_timeout(f, 100, "SIGTERM");
+    mproc_future_release(f);
+    CHECK_OK(mproc_submit(ex, forever_ignoring_sigterm, NULL, 0, &f));
+    expect_timeout(f, 100, "SIGKILL"); /* SIGTERM ignored: SIGKILL after the grace */
+    mproc_future_release(f);
+    /* A per-task -1 lifts the executor's limit; a per-task limit sets one. */
+    CHECK_OK(mproc_submit_ex(ex, nap_then_answer, NULL, 0,
+                             &(mproc_submit_opts){ .timeout_ms = -1 }, &f));
+    CHECK_EQ(result_i64(f), 42);
+    mproc_future_release(f);
+    CHECK_OK(mproc_submit_ex(ex, forever, NULL, 0, &(mproc_submit_opts){ .timeout_ms = 50 },
+                             &f));
+    expect_timeout(f, 50, "SIGTERM");
+    mproc_future_release(f);
+    int64_t x = 9; /* and the replaced worker serves on */
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_EQ(result_i64(f), 81);
+    mproc_future_release(f);
+    CHECK_RC(mproc_submit_ex(ex, square, &x, sizeof x, &(mproc_submit_opts){ .timeout_ms = -2 },
+                             NULL), -EINVAL);
+    mproc_executor_destroy(ex);
+}
+
+TEST(thread_executors_reject_deadlines)
+{
+    mproc_executor *ex;
+    CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .task_timeout_ms = 10 }), -EINVAL);
+    CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .task_timeout_ms = -5 }),
+             -EINVAL);
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .workers = 1 }));
+    int64_t x = 2;
+    CHECK_RC(mproc_submit_ex(ex, square, &x, sizeof x, &(mproc_submit_opts){ .timeout_ms = 5 },
+                             NULL), -EINVAL);
+    mproc_executor_destroy(ex);
+}

@@ -83,6 +83,12 @@ typedef struct mproc_executor_opts {
      * MPROC_START_FORKSERVER here (safe in threaded programs); spawn is
      * not supported by executors yet (-EINVAL). */
     mproc_start_method start;
+    /* MPROC_PROCESSES: a task still running this long after it started
+     * is stopped -- its worker gets SIGTERM, then SIGKILL 200 ms later --
+     * and its future fails with MPROC_ETASKTIMEOUT; the worker is
+     * replaced. 0: no limit. Thread executors cannot stop a task and
+     * reject a non-zero value (-EINVAL). */
+    int64_t task_timeout_ms;
 } mproc_executor_opts;
 
 /*
@@ -124,6 +130,10 @@ MPROC_API int mproc_executor_workers(const mproc_executor *ex);
 /* Per-submit options (zero = defaults; more fields may be added). */
 typedef struct mproc_submit_opts {
     unsigned flags;      /* MPROC_COPY_ARG */
+    /* This task's own deadline (see task_timeout_ms): 0 keeps the
+     * executor's, -1 means none, > 0 milliseconds. Process executors
+     * only: a thread executor rejects a non-zero value (-EINVAL). */
+    int64_t timeout_ms;
 } mproc_submit_opts;
 
 /*
@@ -135,8 +145,9 @@ typedef struct mproc_submit_opts {
  * into the worker when the task starts, so the same rule holds until the
  * future is running. mproc_submit_ex with MPROC_COPY_ARG copies it at
  * submit instead. Thread-safe; callable from tasks.
- * Errors: -EINVAL (NULL ex/fn, arg NULL with len > 0), -E2BIG (len over a
- * process executor's 32 MiB), MPROC_ESHUTDOWN, MPROC_EBROKEN, -ENOMEM.
+ * Errors: -EINVAL (NULL ex/fn, arg NULL with len > 0, a bad timeout),
+ * -E2BIG (len over a process executor's 32 MiB), MPROC_ESHUTDOWN,
+ * MPROC_EBROKEN, -ENOMEM.
  */
 MPROC_API int mproc_submit(mproc_executor *ex, mproc_task_fn fn,
                            const void *arg, size_t len, mproc_future **out);

@@ -54,6 +54,7 @@ struct mproc__future_rare {
     char *message;             /* from mproc_fail, or NULL */
     struct mproc__cb *cb_more; /* callbacks after the first, cb_cap slots */
     unsigned cb_cap;
+    int64_t timeout_ms;        /* the task's own deadline (submit opts), 0: none given */
 };
 
 /* Two cache lines (checked below); freed ones are recycled (pool.c). */
@@ -95,6 +96,10 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
 /* Run the task of a PENDING future on the calling worker (or finish it
  * as failed with `fail_code` if non-zero, without running it). */
 void mproc__future_run(mproc_future *f, int worker, int fail_code);
+/* Give a new future its own deadline (mproc_submit_opts.timeout_ms, not
+ * 0); -ENOMEM. Read it with mproc__future_timeout (0: none given). */
+int mproc__future_set_timeout(mproc_future *f, int64_t timeout_ms);
+int64_t mproc__future_timeout(const mproc_future *f);
 /* Move a PENDING future to RUNNING for a backend that runs it elsewhere;
  * false if it was cancelled meanwhile (then drop it). */
 bool mproc__future_claim(mproc_future *f);
@@ -134,6 +139,8 @@ static inline bool mproc__future_final(uint32_t state)
 struct mproc__backend {
     /* The longest task argument it takes (submit fails with -E2BIG). */
     size_t max_arg;
+    /* It can stop a task past its deadline (task_timeout_ms). */
+    bool deadlines;
     /* Tasks run in another address space: only their argument bytes
      * travel (map sends chunks as messages). */
     bool remote;

@@ -81,7 +81,8 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
     if (!opts)
         opts = &defaults;
     const struct mproc__backend *be = backend_of(opts->kind);
-    if (!be || opts->workers > MAX_WORKERS)
+    if (!be || opts->workers > MAX_WORKERS || opts->task_timeout_ms < 0 ||
+        (opts->task_timeout_ms != 0 && !be->deadlines))
         return -EINVAL;
     mproc_executor_opts o = *opts;
     if (o.workers == 0)
@@ -135,6 +136,9 @@ int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_
         return -EINVAL;
     if (len > ex->be->max_arg)
         return -E2BIG;
+    int64_t timeout = opts ? opts->timeout_ms : 0;
+    if (timeout < -1 || (timeout != 0 && !ex->be->deadlines))
+        return -EINVAL;
     bool copy = opts && (opts->flags & MPROC_COPY_ARG);
     __atomic_fetch_add(&ex->inflight, 1, __ATOMIC_SEQ_CST);
     int rc = 0;
@@ -145,6 +149,12 @@ int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_
     mproc_future *f = NULL;
     if (rc == 0) {
         f = mproc__future_new(ex, fn, arg, len, copy, out ? 2 : 1);
+        if (f && timeout != 0 && mproc__future_set_timeout(f, timeout) != 0) {
+            mproc_future_release(f);
+            if (out)
+                mproc_future_release(f);
+            f = NULL;
+        }
         if (f)
             ex->be->enqueue(ex, f);
         else

@@ -158,6 +158,21 @@ void mproc__future_complete(mproc_future *f, int code)
     finish(f, code);
 }
 
+int mproc__future_set_timeout(mproc_future *f, int64_t timeout_ms)
+{
+    mproc__mutex_lock(&f->lock);
+    struct mproc__future_rare *r = rare_of(f);
+    if (r)
+        r->timeout_ms = timeout_ms;
+    mproc__mutex_unlock(&f->lock);
+    return r ? 0 : -ENOMEM;
+}
+
+int64_t mproc__future_timeout(const mproc_future *f)
+{
+    return f->rare ? f->rare->timeout_ms : 0;
+}
+
 bool mproc__future_claim(mproc_future *f)
 {
     uint32_t pending = F_PENDING;

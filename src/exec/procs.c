@@ -47,6 +47,8 @@
 #define MAILBOX_SIZE ((size_t)64 << 20)
 #define ARG_MAX_BYTES ((size_t)32 << 20)
 #define MAX_PROC_WORKERS 1024
+#define KILL_GRACE_NS 200000000 /* SIGTERM, then SIGKILL this much later */
+#define POLL_MAX_MS 100
 
 enum { MB_IDLE, MB_TASK, MB_DONE, MB_QUIT };
 
@@ -74,12 +76,17 @@ struct pworker {
     mproc__shmap map;
     struct mailbox *mb;
     mproc_future *cur; /* the task it runs, or NULL */
+    int64_t deadline;  /* when cur must be done (0: never) */
+    int64_t kill_at;   /* timed out: when SIGTERM turns into SIGKILL */
+    int64_t limit_ms;  /* cur's deadline, for the message */
+    bool timed_out;    /* cur passed its deadline and was stopped */
 };
 
 struct ppool {
     mproc_executor base;
     struct pworker *w;
     mproc_start_method start;
+    int64_t task_timeout_ms;
     int evfd;
     pthread_t dispatcher;
     bool dispatcher_started;
@@ -263,11 +270,22 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     w->proc = NULL;
     if (w->cur) {
         char msg[F_MESSAGE_MAX];
-        death_message(msg, sizeof msg, pid, exitcode);
-        mproc__future_resolve(w->cur, MPROC_EWORKERDIED, NULL, 0, msg);
+        int code = MPROC_EWORKERDIED;
+        if (w->timed_out) {
+            char how[96];
+            death_message(how, sizeof how, pid, exitcode);
+            snprintf(msg, sizeof msg, "task ran past its %lld ms deadline; %s",
+                     (long long)w->limit_ms, how);
+            code = MPROC_ETASKTIMEOUT;
+        } else {
+            death_message(msg, sizeof msg, pid, exitcode);
+        }
+        mproc__future_resolve(w->cur, code, NULL, 0, msg);
         mproc_future_release(w->cur); /* the scheduler's reference */
         w->cur = NULL;
     }
+    w->timed_out = false;
+    w->deadline = 0;
     if (!mproc__load_relaxed(&pp->base.broken) &&
         (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp)))
         worker_start(pp, w); /* on failure, the next round tries again */
@@ -287,12 +305,19 @@ static void collect(struct pworker *w)
     else
         mproc__future_resolve(f, mb->code, mb->data + mb->res_off, (size_t)mb->res_len, msg);
     mproc_future_release(f); /* the scheduler's reference */
-    mproc__store_release(&mb->state, MB_IDLE);
+    w->deadline = 0;
+    if (!w->timed_out) /* else it is being stopped: it gets no new task */
+        mproc__store_release(&mb->state, MB_IDLE);
 }
 
 /* Give f to idle worker w. */
 static void assign(struct pworker *w, mproc_future *f)
 {
+    int64_t limit = mproc__future_timeout(f);
+    if (limit == 0)
+        limit = w->pp->task_timeout_ms;
+    w->limit_ms = limit > 0 ? limit : 0;
+    w->deadline = limit > 0 ? mproc__now() + limit * 1000000 : 0;
     struct mailbox *mb = w->mb;
     uint64_t fn;
     memcpy(&fn, &f->fn, sizeof fn);
@@ -304,6 +329,34 @@ static void assign(struct pworker *w, mproc_future *f)
     w->cur = f;
     mproc__store_release(&mb->state, MB_TASK);
     mproc__futex_wake(&mb->state, 1, true);
+}
+
+/* Milliseconds until the nearest deadline or kill, at most POLL_MAX_MS. */
+static int poll_ms(const struct ppool *pp)
+{
+    int64_t now = mproc__now(), next = now + (int64_t)POLL_MAX_MS * 1000000;
+    for (unsigned i = 0; i < pp->base.nworkers; i++) {
+        const struct pworker *w = &pp->w[i];
+        int64_t t = w->timed_out ? w->kill_at : w->cur ? w->deadline : 0;
+        if (t != 0 && t < next)
+            next = t;
+    }
+    return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
+}
+
+/* Stop w's task if it passed its deadline: SIGTERM, then SIGKILL. The
+ * worker's end (worker_died) fails the task with MPROC_ETASKTIMEOUT. */
+static void enforce_deadline(struct pworker *w)
+{
+    int64_t now = mproc__now();
+    if (!w->timed_out && w->cur && w->deadline != 0 && now >= w->deadline) {
+        w->timed_out = true;
+        w->kill_at = now + KILL_GRACE_NS;
+        mproc_process_terminate(w->proc);
+    } else if (w->timed_out && now >= w->kill_at) {
+        mproc_process_kill(w->proc);
+        w->kill_at = INT64_MAX;
+    }
 }
 
 static bool time_to_leave(struct ppool *pp)
@@ -355,8 +408,9 @@ static void *dispatcher_main(void *arg)
             pfd[i + 1] = (struct pollfd){
                 .fd = pp->w[i].proc ? mproc__process_wait_fd(pp->w[i].proc) : -1,
                 .events = POLLIN };
-        /* A replacement that could not start is tried again in 100 ms. */
-        if (poll(pfd, n + 1, 100) < 0 && errno != EINTR)
+        /* A replacement that could not start is tried again in 100 ms;
+         * deadlines are looked at in time. */
+        if (poll(pfd, n + 1, poll_ms(pp)) < 0 && errno != EINTR)
             continue;
         if (pfd[0].revents) {
             uint64_t v;
@@ -371,6 +425,8 @@ static void *dispatcher_main(void *arg)
                 mproc__store_relaxed(&pp->base.broken, 1);
             if (w->proc && pfd[i + 1].revents)
                 worker_died(pp, w);
+            else if (w->proc)
+                enforce_deadline(w);
             else if (!w->proc && !mproc__load_relaxed(&pp->base.broken) &&
                      !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST))
                 worker_start(pp, w);
@@ -461,6 +517,7 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     pp->base.initarg = opts->initarg;
     snprintf(pp->base.name, sizeof pp->base.name, "%s", opts->name);
     pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
+    pp->task_timeout_ms = opts->task_timeout_ms;
     pp->qlock = MPROC__MUTEX_INIT;
     pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = pp->evfd >= 0 ? 0 : -errno;
@@ -501,6 +558,7 @@ static void procs_destroy(mproc_executor *ex)
 
 const struct mproc__backend mproc__process_backend = {
     .max_arg = ARG_MAX_BYTES,
+    .deadlines = true,
     .remote = true,
     .create = procs_create,
     .enqueue = procs_enqueue,
