@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build mproc in Release into build-bench/ and run the benchmarks: bench_sync
 # (the sync layer), bench_exec (the thread executor), bench_proc
-# (starting processes), then bench_ipc (queues and pipes between processes).
+# (starting processes), bench_ipc (queues and pipes between processes), then
+# bench_pexec (the process executor).
 #
 #   bash scripts/bench.sh            full run (a few minutes)
 #   bash scripts/bench.sh --quick    small counts, for CI (each ~10-20 s)
@@ -44,7 +45,7 @@ fi
 # Only errors of the build are shown (on stderr).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DMPROC_BUILD_TESTS=OFF -DMPROC_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_sync bench_exec bench_proc bench_ipc -j "$(nproc)" >/dev/null
+cmake --build "$build" --target bench_sync bench_exec bench_proc bench_ipc bench_pexec -j "$(nproc)" >/dev/null
 
 json=0
 for arg in "$@"; do [ "$arg" = --json ] && json=1; done
@@ -61,4 +62,8 @@ rc=$((rc > rc2 ? rc : rc2))
 if [ $json = 1 ]; then echo >&2; else echo; fi
 rc2=0
 "$build/bench/bench_ipc" "$@" || rc2=$?
+rc=$((rc > rc2 ? rc : rc2))
+if [ $json = 1 ]; then echo >&2; else echo; fi
+rc2=0
+"$build/bench/bench_pexec" "$@" || rc2=$?
 exit $((rc > rc2 ? rc : rc2))
