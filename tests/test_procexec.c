@@ -607,3 +607,56 @@ TEST(thread_executors_reject_deadlines)
                              NULL), -EINVAL);
     mproc_executor_destroy(ex);
 }
+
+/* ---- initializers that fail or crash ---------------------------------------- */
+
+static int init_crashes(void *arg)
+{
+    (void)arg;
+    raise(SIGKILL);
+    return 0;
+}
+
+/* Fails the first two times (across workers), then works. */
+static int init_flaky(void *arg)
+{
+    (void)arg;
+    return atomic_fetch_add(&sh->started, 1) < 2 ? -EIO : 0;
+}
+
+TEST(crashing_initializer_breaks_after_bounded_retries)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .initializer = init_crashes }));
+    int64_t x = 3;
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_EBROKEN);
+    const char *msg;
+    int code;
+    CHECK_OK(mproc_future_error(f, &code, &msg));
+    CHECK_MSG(strstr(msg, "initializer crashed 4 times in a row") && strstr(msg, "SIGKILL"),
+              "'%s'", msg);
+    mproc_future_release(f);
+    CHECK_RC(mproc_submit(ex, square, &x, sizeof x, NULL), MPROC_EBROKEN);
+    mproc_executor_destroy(ex);
+}
+
+TEST(flaky_initializer_is_retried)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .initializer = init_flaky }));
+    int64_t x = 6;
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_EQ(result_i64(f), 36);
+    mproc_future_release(f);
+    CHECK_EQ(atomic_load(&sh->started), 3); /* two failures, then one success */
+    mproc_executor_destroy(ex);
+}

@@ -49,6 +49,10 @@
 #define MAX_PROC_WORKERS 1024
 #define KILL_GRACE_NS 200000000 /* SIGTERM, then SIGKILL this much later */
 #define POLL_MAX_MS 100
+/* Workers whose initializer fails or crashes are started again after
+ * 10, 20, 40 ms; the fourth failure in a row breaks the executor. */
+#define INIT_RETRIES 3
+#define INIT_BACKOFF_NS 10000000
 
 enum { MB_IDLE, MB_TASK, MB_DONE, MB_QUIT };
 
@@ -80,6 +84,7 @@ struct pworker {
     int64_t kill_at;   /* timed out: when SIGTERM turns into SIGKILL */
     int64_t limit_ms;  /* cur's deadline, for the message */
     bool timed_out;    /* cur passed its deadline and was stopped */
+    int64_t restart_at; /* no new process before this (init back-off) */
 };
 
 struct ppool {
@@ -87,6 +92,8 @@ struct ppool {
     struct pworker *w;
     mproc_start_method start;
     int64_t task_timeout_ms;
+    unsigned init_failures; /* in a row, across workers */
+    char broken_why[F_MESSAGE_MAX];
     int evfd;
     pthread_t dispatcher;
     bool dispatcher_started;
@@ -286,6 +293,20 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     }
     w->timed_out = false;
     w->deadline = 0;
+    if (!mproc__load_acquire(&w->mb->ready)) { /* it never finished starting */
+        char how[96];
+        death_message(how, sizeof how, pid, exitcode);
+        bool failed = mproc__load_acquire(&w->mb->init_failed);
+        if (++pp->init_failures > INIT_RETRIES) {
+            snprintf(pp->broken_why, sizeof pp->broken_why,
+                     "the worker initializer %s %u times in a row (last: %s)",
+                     failed ? "failed" : "crashed", pp->init_failures, how);
+            mproc__store_relaxed(&pp->base.broken, 1); /* Python's BrokenProcessPool */
+            return;
+        }
+        w->restart_at = mproc__now() + ((int64_t)INIT_BACKOFF_NS << (pp->init_failures - 1));
+        return; /* the dispatcher starts it again when the back-off is over */
+    }
     if (!mproc__load_relaxed(&pp->base.broken) &&
         (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp)))
         worker_start(pp, w); /* on failure, the next round tries again */
@@ -340,6 +361,8 @@ static int poll_ms(const struct ppool *pp)
         int64_t t = w->timed_out ? w->kill_at : w->cur ? w->deadline : 0;
         if (t != 0 && t < next)
             next = t;
+        if (!w->proc && w->restart_at > now && w->restart_at < next)
+            next = w->restart_at;
     }
     return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
 }
@@ -384,7 +407,7 @@ static void *dispatcher_main(void *arg)
             mproc_future *f;
             while ((f = pending_pop(pp))) {
                 if (mproc__future_claim(f))
-                    mproc__future_resolve(f, MPROC_EBROKEN, NULL, 0, NULL);
+                    mproc__future_resolve(f, MPROC_EBROKEN, NULL, 0, pp->broken_why);
                 mproc_future_release(f);
             }
         }
@@ -394,6 +417,7 @@ static void *dispatcher_main(void *arg)
             if (w->cur || !w->proc || !mproc__load_acquire(&w->mb->ready) ||
                 mproc__load_acquire(&w->mb->state) != MB_IDLE)
                 continue;
+            pp->init_failures = 0; /* a worker started fine */
             mproc_future *f;
             while ((f = pending_pop(pp)) && !mproc__future_claim(f))
                 mproc_future_release(f); /* cancelled while pending */
@@ -421,14 +445,13 @@ static void *dispatcher_main(void *arg)
             struct pworker *w = &pp->w[i];
             if (w->cur && mproc__load_acquire(&w->mb->state) == MB_DONE)
                 collect(w);
-            if (w->mb && mproc__load_acquire(&w->mb->init_failed))
-                mproc__store_relaxed(&pp->base.broken, 1);
             if (w->proc && pfd[i + 1].revents)
                 worker_died(pp, w);
             else if (w->proc)
                 enforce_deadline(w);
             else if (!w->proc && !mproc__load_relaxed(&pp->base.broken) &&
-                     !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST))
+                     !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) &&
+                     mproc__now() >= w->restart_at)
                 worker_start(pp, w);
         }
     }
