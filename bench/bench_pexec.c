@@ -689,6 +689,9 @@ static void case_crash(void)
     bench_note("\"death\" starts just before the task's raise(SIGKILL) (a timestamp in "
                "shared memory) and includes noticing it; Python: %ld crashes per run",
                npy);
+    bench_note("the future fails before the replacement is started, so how the time "
+               "splits between the two depends on scheduling: the first figure varies "
+               "(from a plain round trip to a process start), the second is steadier");
 
     bench_target("crash: failed future -> replacement serving (ms)", v / 1e3,
                  BENCH_NO_RANGE, BENCH_LOWER, 5.0);
