@@ -660,3 +660,107 @@ TEST(flaky_initializer_is_retried)
     CHECK_EQ(atomic_load(&sh->started), 3); /* two failures, then one success */
     mproc_executor_destroy(ex);
 }
+
+/* ---- recycling workers ----------------------------------------------------- */
+
+static int whoami(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    int64_t v = getpid();
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+TEST(max_tasks_per_child_recycles_workers)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .max_tasks_per_child = 3 }));
+    enum { N = 12 };
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++)
+        CHECK_OK(mproc_submit(ex, whoami, NULL, 0, &f[i]));
+    int64_t pid[N];
+    for (int i = 0; i < N; i++) {
+        pid[i] = result_i64(f[i]);
+        mproc_future_release(f[i]);
+    }
+    /* Three tasks per process, one process at a time: 4 distinct pids. */
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(pid[i] == pid[i - i % 3], 1);
+        if (i % 3 == 0 && i > 0)
+            CHECK(pid[i] != pid[i - 1]);
+    }
+    mproc_executor_destroy(ex);
+    CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .max_tasks_per_child = 2 }),
+             -EINVAL);
+}
+
+/* ---- counters (mproc_executor_stats) ------------------------------------------- */
+
+static int die_now(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    (void)ctx;
+    raise(SIGKILL);
+    return 0;
+}
+
+static mproc_executor_counters stats_of(mproc_executor *ex)
+{
+    mproc_executor_counters c;
+    CHECK_OK(mproc_executor_stats(ex, &c));
+    return c;
+}
+
+TEST(stats_count_outcomes_and_restarts)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    mproc_future *f;
+    for (int i = 0; i < 5; i++) {
+        int64_t x = i;
+        CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+        CHECK_EQ(result_i64(f), x * x);
+        mproc_future_release(f);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(mproc_submit(ex, fail_with_message, NULL, 0, &f));
+        CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), -EDOM);
+        mproc_future_release(f);
+    }
+    CHECK_OK(mproc_submit(ex, die_now, NULL, 0, &f));
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_EWORKERDIED);
+    mproc_future_release(f);
+    CHECK_OK(mproc_submit_ex(ex, forever, NULL, 0, &(mproc_submit_opts){ .timeout_ms = 50 }, &f));
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_ETASKTIMEOUT);
+    mproc_future_release(f);
+    int64_t x = 3; /* one more on the twice-replaced worker */
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_EQ(result_i64(f), 9);
+    mproc_future_release(f);
+    mproc_executor_counters c = stats_of(ex);
+    CHECK_EQ(c.workers, 1);
+    CHECK_EQ(c.queued, 0);
+    CHECK_EQ(c.done, 6);
+    CHECK_EQ(c.failed, 4);
+    CHECK_EQ(c.worker_died, 1);
+    CHECK_EQ(c.timed_out, 1);
+    CHECK_EQ(c.restarts_died, 1);
+    CHECK_EQ(c.restarts_timeout, 1);
+    CHECK_EQ(c.restarts, 2);
+    mproc_executor_destroy(ex);
+
+    /* Thread executors count outcomes (on the worker, just after the
+     * future completes: wait for the count). */
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .workers = 2 }));
+    for (int i = 0; i < 10; i++)
+        CHECK_OK(mproc_submit(ex, i < 7 ? square : fail_with_message, &x, sizeof x, NULL));
+    WAIT_UNTIL(stats_of(ex).done == 7 && stats_of(ex).failed == 3, LONG_MS);
+    CHECK_EQ(stats_of(ex).restarts, 0);
+    mproc_executor_destroy(ex);
+    CHECK_RC(mproc_executor_stats(NULL, &c), -EINVAL);
+}

@@ -89,6 +89,10 @@ typedef struct mproc_executor_opts {
      * replaced. 0: no limit. Thread executors cannot stop a task and
      * reject a non-zero value (-EINVAL). */
     int64_t task_timeout_ms;
+    /* MPROC_PROCESSES: a worker that has run this many tasks is replaced
+     * by a fresh process (Python's max_tasks_per_child); the others keep
+     * serving meanwhile. 0: no limit. Thread executors: -EINVAL. */
+    unsigned max_tasks_per_child;
 } mproc_executor_opts;
 
 /*
@@ -123,6 +127,29 @@ MPROC_API void mproc_executor_destroy(mproc_executor *ex);
 
 /* mproc_executor_workers - the number of workers, or -EINVAL. */
 MPROC_API int mproc_executor_workers(const mproc_executor *ex);
+
+/* What an executor has counted since it started (mproc_executor_stats). */
+typedef struct mproc_executor_counters {
+    int workers;               /* as configured */
+    uint64_t queued;           /* tasks accepted and not started yet (a snapshot) */
+    uint64_t done;             /* tasks that finished with 0 */
+    uint64_t failed;           /* tasks that finished with an error, of which: */
+    uint64_t worker_died;      /*   their worker process died (MPROC_EWORKERDIED) */
+    uint64_t timed_out;        /*   past their deadline (MPROC_ETASKTIMEOUT) */
+    uint64_t restarts;         /* worker processes started to replace one, because: */
+    uint64_t restarts_died;    /*   it died (signal or unexpected exit) */
+    uint64_t restarts_timeout; /*   it was stopped at a task's deadline */
+    uint64_t restarts_recycled;/*   it reached max_tasks_per_child */
+    uint64_t restarts_init;    /*   its initializer failed or crashed */
+} mproc_executor_counters;
+
+/*
+ * mproc_executor_stats - copy ex's counters into *out. Counters are read
+ * without stopping the executor: each is exact, their sum at one instant
+ * is not. Thread executors count done/failed/queued only. Returns 0 or
+ * -EINVAL. Thread-safe.
+ */
+MPROC_API int mproc_executor_stats(const mproc_executor *ex, mproc_executor_counters *out);
 
 /* mproc_submit flags. */
 #define MPROC_COPY_ARG 0x1u /* copy arg[0..len) at submit time */

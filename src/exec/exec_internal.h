@@ -95,7 +95,7 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
                                 size_t len, bool copy, unsigned refs);
 /* Run the task of a PENDING future on the calling worker (or finish it
  * as failed with `fail_code` if non-zero, without running it). */
-void mproc__future_run(mproc_future *f, int worker, int fail_code);
+int mproc__future_run(mproc_future *f, int worker, int fail_code);
 /* Give a new future its own deadline (mproc_submit_opts.timeout_ms, not
  * 0); -ENOMEM. Read it with mproc__future_timeout (0: none given). */
 int mproc__future_set_timeout(mproc_future *f, int64_t timeout_ms);
@@ -159,6 +159,8 @@ struct mproc__backend {
     void (*shutdown)(mproc_executor *ex, bool wait);
     /* Free an executor whose workers are gone. */
     void (*destroy)(mproc_executor *ex);
+    /* Fill what it counts (out is zeroed; workers is set). */
+    void (*stats)(const mproc_executor *ex, mproc_executor_counters *out);
 };
 
 extern const struct mproc__backend mproc__thread_backend;
@@ -207,7 +209,8 @@ int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
 /* Was ex shut down with cancel_futures? */
 bool mproc__exec_cancelling(const mproc_executor *ex);
 /* Run a task a backend dequeued, on its worker `worker`, and drop the
- * scheduler's reference (fails it with MPROC_EBROKEN if ex is broken). */
-void mproc__exec_run(mproc_executor *ex, mproc_future *f, int worker);
+ * scheduler's reference (fails it with MPROC_EBROKEN if ex is broken).
+ * Returns the task's code, or 1 if it had been cancelled (not run). */
+int mproc__exec_run(mproc_executor *ex, mproc_future *f, int worker);
 
 #endif /* MPROC_EXEC_INTERNAL_H */

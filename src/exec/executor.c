@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "exec/exec_internal.h"
 #include "os/atomic.h"
@@ -82,7 +83,8 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
         opts = &defaults;
     const struct mproc__backend *be = backend_of(opts->kind);
     if (!be || opts->workers > MAX_WORKERS || opts->task_timeout_ms < 0 ||
-        (opts->task_timeout_ms != 0 && !be->deadlines))
+        (opts->task_timeout_ms != 0 && !be->deadlines) ||
+        (opts->max_tasks_per_child != 0 && !be->remote))
         return -EINVAL;
     mproc_executor_opts o = *opts;
     if (o.workers == 0)
@@ -123,6 +125,16 @@ void mproc_executor_destroy(mproc_executor *ex)
 int mproc_executor_workers(const mproc_executor *ex)
 {
     return ex ? (int)ex->nworkers : -EINVAL;
+}
+
+int mproc_executor_stats(const mproc_executor *ex, mproc_executor_counters *out)
+{
+    if (!ex || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->workers = (int)ex->nworkers;
+    ex->be->stats(ex, out);
+    return 0;
 }
 
 /* ---- submit ------------------------------------------------------------ */
@@ -178,11 +190,12 @@ int mproc_submit(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t l
     return mproc_submit_ex(ex, fn, arg, len, NULL, out);
 }
 
-void mproc__exec_run(mproc_executor *ex, mproc_future *f, int worker)
+int mproc__exec_run(mproc_executor *ex, mproc_future *f, int worker)
 {
     int fail = mproc__load_relaxed(&ex->broken) ? MPROC_EBROKEN : 0;
-    mproc__future_run(f, worker, fail);
+    int code = mproc__future_run(f, worker, fail);
     mproc_future_release(f); /* the scheduler's reference */
+    return code;
 }
 
 /* ---- waiting while helping --------------------------------------------- */

@@ -435,12 +435,12 @@ static const struct mproc__ctx_ops future_ctx_ops = {
     .cancel_requested = future_cancel_requested,
 };
 
-void mproc__future_run(mproc_future *f, int worker, int fail_code)
+int mproc__future_run(mproc_future *f, int worker, int fail_code)
 {
     uint32_t pending = F_PENDING;
     if (!__atomic_compare_exchange_n(&f->state, &pending, F_RUNNING, false,
                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-        return; /* cancelled while queued */
+        return 1; /* cancelled while queued */
     int code = fail_code;
     if (code == 0) {
         struct mproc_ctx ctx = { .ops = &future_ctx_ops, .owner = f, .worker = worker };
@@ -449,4 +449,5 @@ void mproc__future_run(mproc_future *f, int worker, int fail_code)
             code = 0; /* positive returns are success, as 0 */
     }
     finish(f, code);
+    return code;
 }

@@ -85,6 +85,8 @@ struct pworker {
     int64_t limit_ms;  /* cur's deadline, for the message */
     bool timed_out;    /* cur passed its deadline and was stopped */
     int64_t restart_at; /* no new process before this (init back-off) */
+    unsigned tasks;     /* run by this process (max_tasks_per_child) */
+    bool retiring;      /* told to quit after max_tasks_per_child */
 };
 
 struct ppool {
@@ -92,7 +94,13 @@ struct ppool {
     struct pworker *w;
     mproc_start_method start;
     int64_t task_timeout_ms;
+    unsigned max_tasks;     /* per worker process, 0: no limit */
     unsigned init_failures; /* in a row, across workers */
+    /* Counters (mproc_executor_stats): written by the dispatcher only,
+     * except `queued` (under qlock); read with relaxed loads. */
+    uint64_t done, failed, worker_died, timed_out;
+    uint64_t r_died, r_timeout, r_recycled, r_init;
+    uint64_t queued;
     char broken_why[F_MESSAGE_MAX];
     int evfd;
     pthread_t dispatcher;
@@ -198,6 +206,12 @@ static bool pending_empty(struct ppool *pp)
     return empty;
 }
 
+/* Add one to a counter that only the dispatcher writes. */
+static void bump(uint64_t *c)
+{
+    mproc__store_relaxed(c, *c + 1);
+}
+
 static mproc_future *pending_pop(struct ppool *pp)
 {
     mproc__mutex_lock(&pp->qlock);
@@ -206,6 +220,7 @@ static mproc_future *pending_pop(struct ppool *pp)
         pp->head = f->u.next;
         if (!pp->head)
             pp->tail = NULL;
+        mproc__store_relaxed(&pp->queued, pp->queued - 1);
     }
     mproc__mutex_unlock(&pp->qlock);
     return f;
@@ -236,6 +251,7 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     mb->ready = 0;
     mb->init_failed = 0;
     mb->worker = w->index;
+    w->tasks = 0;
     struct worker_arg wa = { w->index, pp->base.initializer, pp->base.initarg };
     char name[48];
     snprintf(name, sizeof name, "%s-%d", pp->base.name, w->index);
@@ -287,10 +303,14 @@ static void worker_died(struct ppool *pp, struct pworker *w)
         } else {
             death_message(msg, sizeof msg, pid, exitcode);
         }
+        bump(&pp->failed); /* counted before anyone can see the outcome */
+        bump(code == MPROC_ETASKTIMEOUT ? &pp->timed_out : &pp->worker_died);
         mproc__future_resolve(w->cur, code, NULL, 0, msg);
         mproc_future_release(w->cur); /* the scheduler's reference */
         w->cur = NULL;
     }
+    bool timed_out = w->timed_out, retired = w->retiring;
+    w->retiring = false;
     w->timed_out = false;
     w->deadline = 0;
     if (!mproc__load_acquire(&w->mb->ready)) { /* it never finished starting */
@@ -305,11 +325,14 @@ static void worker_died(struct ppool *pp, struct pworker *w)
             return;
         }
         w->restart_at = mproc__now() + ((int64_t)INIT_BACKOFF_NS << (pp->init_failures - 1));
+        bump(&pp->r_init);
         return; /* the dispatcher starts it again when the back-off is over */
     }
     if (!mproc__load_relaxed(&pp->base.broken) &&
-        (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp)))
+        (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp))) {
+        bump(timed_out ? &pp->r_timeout : retired ? &pp->r_recycled : &pp->r_died);
         worker_start(pp, w); /* on failure, the next round tries again */
+    }
 }
 
 /* ---- the dispatcher -------------------------------------------------------- */
@@ -321,14 +344,23 @@ static void collect(struct pworker *w)
     mproc_future *f = w->cur;
     w->cur = NULL;
     const char *msg = mb->code < 0 ? mb->message : NULL;
+    bump(mb->code == 0 ? &w->pp->done : &w->pp->failed);
     if (mb->code == 0 && mb->res_len > DATA_CAP - mb->res_off)
         mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result length from worker");
     else
         mproc__future_resolve(f, mb->code, mb->data + mb->res_off, (size_t)mb->res_len, msg);
     mproc_future_release(f); /* the scheduler's reference */
     w->deadline = 0;
-    if (!w->timed_out) /* else it is being stopped: it gets no new task */
-        mproc__store_release(&mb->state, MB_IDLE);
+    if (w->timed_out)
+        return; /* being stopped: it gets no new task */
+    if (w->pp->max_tasks && ++w->tasks >= w->pp->max_tasks) {
+        /* Retire it; its end starts a fresh one (worker_died). */
+        w->retiring = true;
+        mproc__store_release(&mb->state, MB_QUIT);
+        mproc__futex_wake(&mb->state, 1, true);
+        return;
+    }
+    mproc__store_release(&mb->state, MB_IDLE);
 }
 
 /* Give f to idle worker w. */
@@ -406,8 +438,10 @@ static void *dispatcher_main(void *arg)
         if (mproc__load_relaxed(&pp->base.broken)) { /* Python's BrokenProcessPool */
             mproc_future *f;
             while ((f = pending_pop(pp))) {
-                if (mproc__future_claim(f))
+                if (mproc__future_claim(f)) {
+                    bump(&pp->failed);
                     mproc__future_resolve(f, MPROC_EBROKEN, NULL, 0, pp->broken_why);
+                }
                 mproc_future_release(f);
             }
         }
@@ -492,6 +526,7 @@ static void procs_enqueue(mproc_executor *ex, mproc_future *f)
     else
         pp->head = f;
     pp->tail = f;
+    mproc__store_relaxed(&pp->queued, pp->queued + 1);
     mproc__mutex_unlock(&pp->qlock);
     poke(pp);
 }
@@ -541,6 +576,7 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     snprintf(pp->base.name, sizeof pp->base.name, "%s", opts->name);
     pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
     pp->task_timeout_ms = opts->task_timeout_ms;
+    pp->max_tasks = opts->max_tasks_per_child;
     pp->qlock = MPROC__MUTEX_INIT;
     pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = pp->evfd >= 0 ? 0 : -errno;
@@ -579,7 +615,24 @@ static void procs_destroy(mproc_executor *ex)
     free_ppool(ppool_of(ex));
 }
 
+static void procs_stats(const mproc_executor *ex, mproc_executor_counters *out)
+{
+    const struct ppool *pp = (const struct ppool *)ex;
+    out->queued = mproc__load_relaxed(&pp->queued);
+    out->done = mproc__load_relaxed(&pp->done);
+    out->failed = mproc__load_relaxed(&pp->failed);
+    out->worker_died = mproc__load_relaxed(&pp->worker_died);
+    out->timed_out = mproc__load_relaxed(&pp->timed_out);
+    out->restarts_died = mproc__load_relaxed(&pp->r_died);
+    out->restarts_timeout = mproc__load_relaxed(&pp->r_timeout);
+    out->restarts_recycled = mproc__load_relaxed(&pp->r_recycled);
+    out->restarts_init = mproc__load_relaxed(&pp->r_init);
+    out->restarts = out->restarts_died + out->restarts_timeout + out->restarts_recycled +
+                    out->restarts_init;
+}
+
 const struct mproc__backend mproc__process_backend = {
+    .stats = procs_stats,
     .max_arg = ARG_MAX_BYTES,
     .deadlines = true,
     .remote = true,

@@ -57,6 +57,9 @@ struct worker {
     int index;
     uint64_t rng;
     mproc_thread *thread;
+    /* Written by this worker only (relaxed), on a line of their own:
+     * thieves read the deque's fields above. */
+    _Alignas(64) uint64_t done, failed;
 };
 
 /* Fields are grouped by who writes them, one cache line per group, so
@@ -216,6 +219,15 @@ static void wake(struct pool *ex, int n)
     }
 }
 
+/* Count a task's outcome (mproc__exec_run's return) on its worker. */
+static void count(struct worker *w, int code)
+{
+    if (code == 0)
+        mproc__store_relaxed(&w->done, w->done + 1);
+    else if (code < 0)
+        mproc__store_relaxed(&w->failed, w->failed + 1);
+}
+
 static int worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -228,7 +240,7 @@ static int worker_main(void *arg)
     }
     mproc_future *f;
     while ((f = find_task(w)) || (f = wait_for_task(w)))
-        mproc__exec_run(&ex->base, f, w->index);
+        count(w, mproc__exec_run(&ex->base, f, w->index));
     tls_worker = NULL;
     mproc__exec_worker = NULL;
     return 0;
@@ -242,7 +254,7 @@ static bool threads_help(mproc_executor *ex)
     mproc_future *f = find_task(w);
     if (!f)
         return false;
-    mproc__exec_run(ex, f, w->index);
+    count(w, mproc__exec_run(ex, f, w->index));
     return true;
 }
 
@@ -354,7 +366,25 @@ static void threads_destroy(mproc_executor *ex)
     free_pool(pool_of(ex));
 }
 
+static void threads_stats(const mproc_executor *base, mproc_executor_counters *out)
+{
+    const struct pool *ex = (const struct pool *)base;
+    for (unsigned i = 0; i < base->nworkers; i++) {
+        const struct worker *w = &ex->workers[i];
+        out->done += mproc__load_relaxed(&w->done);
+        out->failed += mproc__load_relaxed(&w->failed);
+        int64_t n = __atomic_load_n(&w->dq.bottom, __ATOMIC_RELAXED) -
+                    __atomic_load_n(&w->dq.top, __ATOMIC_RELAXED);
+        out->queued += n > 0 ? (uint64_t)n : 0;
+    }
+    uint64_t h = __atomic_load_n(&ex->inject.head, __ATOMIC_RELAXED);
+    uint64_t t = __atomic_load_n(&ex->inject.tail, __ATOMIC_RELAXED);
+    out->queued += t > h ? t - h : 0;
+    out->queued += mproc__load_relaxed(&ex->overflow_n);
+}
+
 const struct mproc__backend mproc__thread_backend = {
+    .stats = threads_stats,
     .max_arg = SIZE_MAX,
     .create = threads_create,
     .enqueue = threads_enqueue,
