@@ -764,3 +764,62 @@ TEST(stats_count_outcomes_and_restarts)
     mproc_executor_destroy(ex);
     CHECK_RC(mproc_executor_stats(NULL, &c), -EINVAL);
 }
+
+/* ---- cancelling running tasks ----------------------------------------------------- */
+
+static int until_cancelled(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    atomic_fetch_add(&sh->started, 1);
+    while (!mproc_cancel_requested(ctx))
+        usleep(200);
+    int64_t v = 7;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+static int forever_counted(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    atomic_fetch_add(&sh->started, 1);
+    return forever(arg, len, ctx);
+}
+
+TEST(cancel_reaches_a_running_process_task)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, until_cancelled, NULL, 0, &f));
+    WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
+    CHECK_EQ(mproc_future_cancel(f), 0); /* running: it may only stop itself */
+    CHECK_EQ(result_i64(f), 7);
+    CHECK(!mproc_future_cancelled(f));
+    mproc_future_release(f);
+    mproc_executor_destroy(ex);
+}
+
+TEST(cancel_kill_stops_a_running_task)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .flags = MPROC_CANCEL_KILL }));
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, forever_counted, NULL, 0, &f));
+    WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
+    CHECK_EQ(mproc_future_cancel(f), 1);
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_ECANCELLED);
+    CHECK(mproc_future_cancelled(f));
+    mproc_future_release(f);
+    int64_t x = 4; /* served by the replacement */
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_EQ(result_i64(f), 16);
+    mproc_future_release(f);
+    mproc_executor_destroy(ex);
+    CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .flags = MPROC_CANCEL_KILL }),
+             -EINVAL);
+    CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .flags = 0x40 }),
+             -EINVAL);
+}

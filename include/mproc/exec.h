@@ -93,7 +93,13 @@ typedef struct mproc_executor_opts {
      * by a fresh process (Python's max_tasks_per_child); the others keep
      * serving meanwhile. 0: no limit. Thread executors: -EINVAL. */
     unsigned max_tasks_per_child;
+    unsigned flags;      /* MPROC_CANCEL_KILL */
 } mproc_executor_opts;
+
+/* mproc_executor_opts.flags: on a process executor, mproc_future_cancel
+ * of a running task kills its worker (which is replaced) and the future
+ * ends cancelled. Thread executors: -EINVAL. */
+#define MPROC_CANCEL_KILL 0x1u
 
 /*
  * mproc_executor_create - start an executor and its workers.
@@ -214,7 +220,10 @@ MPROC_API int mproc_future_error(mproc_future *f, int *code,
  * it was cancelled (now or before), 0 if it is running or finished,
  * -EINVAL. A cancelled future's callbacks run (in the calling thread).
  * On a running task it returns 0 and makes mproc_cancel_requested true
- * for it, so a long task that polls may stop early.
+ * for it, so a long task that polls may stop early -- except on a process
+ * executor created with MPROC_CANCEL_KILL: there it returns 1 and the
+ * task's worker is killed, so the future soon ends cancelled (unless the
+ * task finished first: the kill races with its end).
  */
 MPROC_API int mproc_future_cancel(mproc_future *f);
 

@@ -108,6 +108,8 @@ bool mproc__future_claim(mproc_future *f);
  * message (may be NULL or ""). */
 void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t len,
                            const char *message);
+/* End a claimed (RUNNING) future as cancelled: its task was stopped. */
+void mproc__future_resolve_cancelled(mproc_future *f);
 /* Cancel a PENDING future from the scheduler side; true if it was. */
 bool mproc__future_cancel_pending(mproc_future *f);
 /* Register/unregister a waiter; returns true if already finished (then
@@ -159,6 +161,10 @@ struct mproc__backend {
     void (*shutdown)(mproc_executor *ex, bool wait);
     /* Free an executor whose workers are gone. */
     void (*destroy)(mproc_executor *ex);
+    /* A running task's future f was asked to cancel (cancel_req is set):
+     * return true if the backend will stop it (the future then ends
+     * cancelled). NULL: the task may only poll mproc_cancel_requested. */
+    bool (*cancel_running)(mproc_executor *ex, mproc_future *f);
     /* Fill what it counts (out is zeroed; workers is set). */
     void (*stats)(const mproc_executor *ex, mproc_executor_counters *out);
 };

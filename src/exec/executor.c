@@ -84,7 +84,8 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
     const struct mproc__backend *be = backend_of(opts->kind);
     if (!be || opts->workers > MAX_WORKERS || opts->task_timeout_ms < 0 ||
         (opts->task_timeout_ms != 0 && !be->deadlines) ||
-        (opts->max_tasks_per_child != 0 && !be->remote))
+        (opts->max_tasks_per_child != 0 && !be->remote) ||
+        (opts->flags & ~MPROC_CANCEL_KILL) || ((opts->flags & MPROC_CANCEL_KILL) && !be->remote))
         return -EINVAL;
     mproc_executor_opts o = *opts;
     if (o.workers == 0)

@@ -202,6 +202,13 @@ void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t l
     finish(f, code > 0 ? 0 : code);
 }
 
+void mproc__future_resolve_cancelled(mproc_future *f)
+{
+    __atomic_store_n(&f->state, F_CANCELLED, __ATOMIC_SEQ_CST);
+    wake_sleepers(f);
+    tell_everyone(f);
+}
+
 bool mproc__future_cancel_pending(mproc_future *f)
 {
     uint32_t pending = F_PENDING;
@@ -226,8 +233,13 @@ int mproc_future_cancel(mproc_future *f)
     if (cancelled)
         return 1;
     uint32_t s = mproc__load_acquire(&f->state);
-    if (s == F_RUNNING) /* too late to cancel; the task may still look */
+    if (s == F_RUNNING) { /* too late to cancel; the task may still look */
         mproc__store_relaxed(&f->cancel_req, 1);
+        /* A task (not a map's manual future) of a live executor: it runs
+         * while the executor cannot be destroyed. */
+        if (f->fn && f->ex->be->cancel_running && f->ex->be->cancel_running(f->ex, f))
+            return 1;
+    }
     return s == F_CANCELLED;
 }
 

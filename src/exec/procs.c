@@ -87,6 +87,7 @@ struct pworker {
     int64_t restart_at; /* no new process before this (init back-off) */
     unsigned tasks;     /* run by this process (max_tasks_per_child) */
     bool retiring;      /* told to quit after max_tasks_per_child */
+    bool cancel_killed; /* killed because cur was cancelled (CANCEL_KILL) */
 };
 
 struct ppool {
@@ -95,6 +96,7 @@ struct ppool {
     mproc_start_method start;
     int64_t task_timeout_ms;
     unsigned max_tasks;     /* per worker process, 0: no limit */
+    bool cancel_kill;       /* MPROC_CANCEL_KILL */
     unsigned init_failures; /* in a row, across workers */
     /* Counters (mproc_executor_stats): written by the dispatcher only,
      * except `queued` (under qlock); read with relaxed loads. */
@@ -291,7 +293,11 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     mproc_process_exitcode(w->proc, &exitcode);
     mproc_process_destroy(w->proc);
     w->proc = NULL;
-    if (w->cur) {
+    if (w->cur && w->cancel_killed) {
+        mproc__future_resolve_cancelled(w->cur);
+        mproc_future_release(w->cur); /* the scheduler's reference */
+        w->cur = NULL;
+    } else if (w->cur) {
         char msg[F_MESSAGE_MAX];
         int code = MPROC_EWORKERDIED;
         if (w->timed_out) {
@@ -311,6 +317,7 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     }
     bool timed_out = w->timed_out, retired = w->retiring;
     w->retiring = false;
+    w->cancel_killed = false;
     w->timed_out = false;
     w->deadline = 0;
     if (!mproc__load_acquire(&w->mb->ready)) { /* it never finished starting */
@@ -399,6 +406,21 @@ static int poll_ms(const struct ppool *pp)
     return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
 }
 
+/* Pass a cancel request on to w's running task (mproc_cancel_requested),
+ * or with MPROC_CANCEL_KILL stop it by killing w. */
+static void pass_cancel(struct ppool *pp, struct pworker *w)
+{
+    if (!w->cur || w->cancel_killed)
+        return;
+    bool asked = mproc__load_relaxed(&w->cur->cancel_req) != 0;
+    if (asked || mproc__load_relaxed(&pp->base.cancelling))
+        mproc__store_relaxed(&w->mb->cancel, 1);
+    if (asked && pp->cancel_kill) {
+        w->cancel_killed = true;
+        mproc_process_kill(w->proc);
+    }
+}
+
 /* Stop w's task if it passed its deadline: SIGTERM, then SIGKILL. The
  * worker's end (worker_died) fails the task with MPROC_ETASKTIMEOUT. */
 static void enforce_deadline(struct pworker *w)
@@ -481,8 +503,10 @@ static void *dispatcher_main(void *arg)
                 collect(w);
             if (w->proc && pfd[i + 1].revents)
                 worker_died(pp, w);
-            else if (w->proc)
+            else if (w->proc) {
+                pass_cancel(pp, w);
                 enforce_deadline(w);
+            }
             else if (!w->proc && !mproc__load_relaxed(&pp->base.broken) &&
                      !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) &&
                      mproc__now() >= w->restart_at)
@@ -531,6 +555,14 @@ static void procs_enqueue(mproc_executor *ex, mproc_future *f)
     poke(pp);
 }
 
+static bool procs_cancel_running(mproc_executor *ex, mproc_future *f)
+{
+    (void)f;
+    struct ppool *pp = ppool_of(ex);
+    poke(pp); /* the dispatcher passes it on */
+    return pp->cancel_kill;
+}
+
 static bool procs_help(mproc_executor *ex)
 {
     (void)ex;
@@ -577,6 +609,7 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
     pp->task_timeout_ms = opts->task_timeout_ms;
     pp->max_tasks = opts->max_tasks_per_child;
+    pp->cancel_kill = (opts->flags & MPROC_CANCEL_KILL) != 0;
     pp->qlock = MPROC__MUTEX_INIT;
     pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = pp->evfd >= 0 ? 0 : -errno;
@@ -633,6 +666,7 @@ static void procs_stats(const mproc_executor *ex, mproc_executor_counters *out)
 
 const struct mproc__backend mproc__process_backend = {
     .stats = procs_stats,
+    .cancel_running = procs_cancel_running,
     .max_arg = ARG_MAX_BYTES,
     .deadlines = true,
     .remote = true,
