@@ -411,7 +411,10 @@ TEST_T(create_destroy_cycles_leave_nothing, 120)
     setup();
     mproc_forkserver_start();
     int fds = count_fds();
-    long n = test_scaled_stress(100);
+    long n = test_scaled_stress(1000);
+#if defined(__SANITIZE_THREAD__)
+    n = 20; /* each fork of a ThreadSanitizer process takes ~0.2 s */
+#endif
     for (long i = 0; i < n; i++) {
         mproc_executor *ex = make(2, MPROC_START_DEFAULT);
         if (i % 10 == 0) {
@@ -822,4 +825,60 @@ TEST(cancel_kill_stops_a_running_task)
     CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
                                                                .flags = 0x40 }),
              -EINVAL);
+}
+
+/* ---- many tasks, a seeded 1% crashing ------------------------------------------ */
+
+static int crash_if_marked(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t v;
+    memcpy(&v, arg, sizeof v);
+    if (v < 0) { /* marked: die in one of three ways */
+        switch ((-v) % 3) {
+        case 0: raise(SIGKILL); break;
+        case 1: exit(3);
+        default: raise(SIGUSR1); break;
+        }
+    }
+    v = v * 2 + 1;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+TEST_T(ten_thousand_tasks_one_percent_crash, 150)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    long n = test_scaled_stress(10000);
+    int64_t *in = malloc((size_t)n * sizeof *in);
+    mproc_future **f = malloc((size_t)n * sizeof *f);
+    CHECK(in && f);
+    uint64_t seed = 0x5eed1234;
+    long marked = 0;
+    for (long i = 0; i < n; i++) {
+        bool crash = test_xorshift(&seed) % 100 == 0;
+        in[i] = crash ? -(i + 1) : i;
+        marked += crash;
+        CHECK_OK(mproc_submit(ex, crash_if_marked, &in[i], sizeof in[i], &f[i]));
+    }
+    long failed = 0;
+    for (long i = 0; i < n; i++) {
+        int rc = mproc_future_result(f[i], LONG_MS, NULL, NULL);
+        if (in[i] < 0) {
+            CHECK_RC(rc, MPROC_EWORKERDIED);
+            failed++;
+        } else {
+            CHECK_OK(rc);
+            CHECK_EQ(result_i64(f[i]), in[i] * 2 + 1);
+        }
+        mproc_future_release(f[i]);
+    }
+    CHECK_EQ(failed, marked);
+    CHECK(marked > 0);
+    mproc_executor_counters c = stats_of(ex);
+    CHECK_EQ(c.worker_died, (uint64_t)marked);
+    CHECK_EQ(c.done, (uint64_t)(n - marked));
+    mproc_executor_destroy(ex);
+    free(in);
+    free(f);
 }
