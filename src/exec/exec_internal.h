@@ -214,6 +214,11 @@ int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
                       size_t arg, int64_t deadline);
 /* Was ex shut down with cancel_futures? */
 bool mproc__exec_cancelling(const mproc_executor *ex);
+/* For a backend's create: `size` zeroed bytes, 64-byte aligned, whose
+ * leading struct mproc_executor is filled from opts (be, nworkers,
+ * initializer, name); NULL when out of memory. Freed with free(). */
+void *mproc__exec_alloc(size_t size, const struct mproc__backend *be,
+                        const mproc_executor_opts *opts);
 /* Run a task a backend dequeued, on its worker `worker`, and drop the
  * scheduler's reference (fails it with MPROC_EBROKEN if ex is broken).
  * Returns the task's code, or 1 if it had been cancelled (not run). */

@@ -65,6 +65,22 @@ static void reg_remove(mproc_executor *ex)
 
 /* ---- life cycle -------------------------------------------------------- */
 
+void *mproc__exec_alloc(size_t size, const struct mproc__backend *be,
+                        const mproc_executor_opts *opts)
+{
+    size = (size + 63) & ~(size_t)63;
+    mproc_executor *ex = aligned_alloc(64, size);
+    if (!ex)
+        return NULL;
+    memset(ex, 0, size);
+    ex->be = be;
+    ex->nworkers = opts->workers;
+    ex->initializer = opts->initializer;
+    ex->initarg = opts->initarg;
+    snprintf(ex->name, sizeof ex->name, "%s", opts->name);
+    return ex;
+}
+
 static const struct mproc__backend *backend_of(mproc_executor_kind kind)
 {
     switch (kind) {

@@ -596,16 +596,9 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     if (opts->workers > MAX_PROC_WORKERS || opts->start == MPROC_START_SPAWN ||
         (unsigned)opts->start > MPROC_START_SPAWN)
         return -EINVAL;
-    size_t size = (sizeof(struct ppool) + 63) & ~(size_t)63;
-    struct ppool *pp = aligned_alloc(64, size);
+    struct ppool *pp = mproc__exec_alloc(sizeof *pp, &mproc__process_backend, opts);
     if (!pp)
         return -ENOMEM;
-    memset(pp, 0, size);
-    pp->base.be = &mproc__process_backend;
-    pp->base.nworkers = opts->workers;
-    pp->base.initializer = opts->initializer;
-    pp->base.initarg = opts->initarg;
-    snprintf(pp->base.name, sizeof pp->base.name, "%s", opts->name);
     pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
     pp->task_timeout_ms = opts->task_timeout_ms;
     pp->max_tasks = opts->max_tasks_per_child;

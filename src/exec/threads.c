@@ -323,16 +323,9 @@ static void threads_shutdown(mproc_executor *base, bool wait)
 
 static int threads_create(const mproc_executor_opts *opts, mproc_executor **out)
 {
-    size_t size = (sizeof(struct pool) + 63) & ~(size_t)63;
-    struct pool *ex = aligned_alloc(64, size);
+    struct pool *ex = mproc__exec_alloc(sizeof *ex, &mproc__thread_backend, opts);
     if (!ex)
         return -ENOMEM;
-    memset(ex, 0, size);
-    ex->base.be = &mproc__thread_backend;
-    ex->base.nworkers = opts->workers;
-    ex->base.initializer = opts->initializer;
-    ex->base.initarg = opts->initarg;
-    snprintf(ex->base.name, sizeof ex->base.name, "%s", opts->name);
     ex->max_spinners = (uint32_t)mproc_cpu_count();
     mproc_lock_init(&ex->overflow_lock, 0);
     int rc = mproc__ring_init(&ex->inject, RING_LOG2);
