@@ -92,6 +92,30 @@ static struct mproc__future_rare *rare_of(mproc_future *f)
     return f->rare;
 }
 
+/* Set f's failure message. Only whoever finishes f writes it, and readers
+ * wait for the final state; the lock is for creating `rare`. */
+static void set_message(mproc_future *f, const char *fmt, va_list ap)
+{
+    mproc__mutex_lock(&f->lock);
+    struct mproc__future_rare *r = rare_of(f);
+    mproc__mutex_unlock(&f->lock);
+    if (r && !r->message)
+        r->message = malloc(F_MESSAGE_MAX);
+    if (r && r->message)
+        vsnprintf(r->message, F_MESSAGE_MAX, fmt, ap);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void set_messagef(mproc_future *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(f, fmt, ap);
+    va_end(ap);
+}
+
 mproc_future *mproc_future_retain(mproc_future *f)
 {
     if (f)
@@ -190,15 +214,8 @@ void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t l
         else
             code = -ENOMEM;
     }
-    if (code < 0 && message && message[0]) {
-        mproc__mutex_lock(&f->lock);
-        struct mproc__future_rare *r = rare_of(f);
-        mproc__mutex_unlock(&f->lock);
-        if (r && !r->message)
-            r->message = malloc(F_MESSAGE_MAX);
-        if (r && r->message)
-            snprintf(r->message, F_MESSAGE_MAX, "%s", message);
-    }
+    if (code < 0 && message && message[0])
+        set_messagef(f, "%s", message);
     finish(f, code > 0 ? 0 : code);
 }
 
@@ -423,16 +440,7 @@ static void *future_room(mproc_ctx *ctx, size_t len)
 
 static void future_message(mproc_ctx *ctx, const char *fmt, va_list ap)
 {
-    /* Only the task writes the message, and readers wait for the final
-     * state; the lock is for creating `rare`. */
-    mproc_future *f = ctx->owner;
-    mproc__mutex_lock(&f->lock);
-    struct mproc__future_rare *r = rare_of(f);
-    mproc__mutex_unlock(&f->lock);
-    if (r && !r->message)
-        r->message = malloc(F_MESSAGE_MAX);
-    if (r && r->message)
-        vsnprintf(r->message, F_MESSAGE_MAX, fmt, ap);
+    set_message(ctx->owner, fmt, ap);
 }
 
 static bool future_cancel_requested(const mproc_ctx *ctx)
