@@ -379,24 +379,29 @@ int mproc_dict_destroy(mproc_dict *d)
 }
 
 /* Checks shared by the keyed calls. */
-static struct region *dict_args(mproc_dict *d, const char *key, size_t *klen)
+/* The dict's region if d and key are valid (NULL otherwise), with the
+ * key's length and hash. */
+static struct region *dict_args(mproc_dict *d, const char *key, size_t *klen, uint64_t *h)
 {
     struct region *r = region_check(d, DICT_MAGIC);
     if (!r || !key)
         return NULL;
     *klen = strnlen(key, MPROC_DICT_KEY_MAX + 1);
-    return *klen > MPROC_DICT_KEY_MAX ? NULL : r;
+    if (*klen > MPROC_DICT_KEY_MAX)
+        return NULL;
+    *h = hash_key(key, *klen);
+    return r;
 }
 
 int mproc_dict_set(mproc_dict *d, const char *key, const void *val, size_t len)
 {
     size_t klen;
-    struct region *r = dict_args(d, key, &klen);
+    uint64_t h;
+    struct region *r = dict_args(d, key, &klen, &h);
     if (!r || (!val && len > 0))
         return -EINVAL;
     if (len > UINT64_MAX - sizeof(struct entry) - klen)
         return -ENOSPC;
-    uint64_t h = hash_key(key, klen);
     int rc = enter(r);
     if (rc != 0)
         return rc;
@@ -444,10 +449,10 @@ out:
 int mproc_dict_get(mproc_dict *d, const char *key, void *buf, size_t cap, size_t *len)
 {
     size_t klen;
-    struct region *r = dict_args(d, key, &klen);
+    uint64_t h;
+    struct region *r = dict_args(d, key, &klen, &h);
     if (!r || !len || (!buf && cap > 0))
         return -EINVAL;
-    uint64_t h = hash_key(key, klen);
     int rc = enter(r);
     if (rc != 0)
         return rc;
@@ -470,10 +475,10 @@ int mproc_dict_get(mproc_dict *d, const char *key, void *buf, size_t cap, size_t
 int mproc_dict_delete(mproc_dict *d, const char *key)
 {
     size_t klen;
-    struct region *r = dict_args(d, key, &klen);
+    uint64_t h;
+    struct region *r = dict_args(d, key, &klen, &h);
     if (!r)
         return -EINVAL;
-    uint64_t h = hash_key(key, klen);
     int rc = enter(r);
     if (rc != 0)
         return rc;
@@ -495,10 +500,10 @@ int mproc_dict_delete(mproc_dict *d, const char *key)
 int mproc_dict_contains(mproc_dict *d, const char *key)
 {
     size_t klen;
-    struct region *r = dict_args(d, key, &klen);
+    uint64_t h;
+    struct region *r = dict_args(d, key, &klen, &h);
     if (!r)
         return -EINVAL;
-    uint64_t h = hash_key(key, klen);
     int rc = enter(r);
     if (rc != 0)
         return rc;
