@@ -988,6 +988,30 @@ static int close_barrier(mproc_queue *q, qdeadline *d)
     return 0;
 }
 
+/*
+ * A getter found nothing to take and released clock: 1 to look again, or
+ * the call's result -- -EPIPE once closed and drained, -EAGAIN without a
+ * timeout, the deadline's code.
+ */
+static int get_wait(mproc_queue *q, qdeadline *d, int64_t timeout_ms, bool *barrier_done)
+{
+    if (mproc__load_acquire(&q->closed) != CLOSED_NO) {
+        if (*barrier_done)
+            return -EPIPE;
+        int rc = close_barrier(q, d);
+        if (rc != 0)
+            return rc;
+        *barrier_done = true;
+        return 1; /* look once more: a last put may have committed */
+    }
+    if (timeout_ms == 0)
+        return -EAGAIN;
+    if (wait_on(q, &q->data_seq, data_ready, NULL, dl_get(d), true) == -ETIMEDOUT)
+        return dl_expired_rc(d);
+    return 1;
+}
+
+
 static int do_get(mproc_queue *q, struct sink *s, int64_t timeout_ms)
 {
     qdeadline d = dl_make(timeout_ms);
@@ -1033,20 +1057,8 @@ static int do_get(mproc_queue *q, struct sink *s, int64_t timeout_ms)
             commit_get(q, cs, rec_size(h.len), h.type == REC_LAST ? 1u : 0u);
         }
         mproc__lock_release(&q->clock);
-        if (mproc__load_acquire(&q->closed) != CLOSED_NO) {
-            if (barrier_done)
-                return -EPIPE;
-            rc = close_barrier(q, &d);
-            if (rc != 0)
-                return rc;
-            barrier_done = true;
-            continue; /* look once more: a last put may have committed */
-        }
-        if (timeout_ms == 0)
-            return -EAGAIN;
-        rc = wait_on(q, &q->data_seq, data_ready, NULL, dl_get(&d), true);
-        if (rc == -ETIMEDOUT)
-            return dl_expired_rc(&d);
+        if ((rc = get_wait(q, &d, timeout_ms, &barrier_done)) != 1)
+            return rc;
     }
 }
 
@@ -1133,20 +1145,8 @@ int mproc_queue_get_many(mproc_queue *q, void *buf, size_t cap, struct iovec *ms
             return rc == 0 ? -EMSGSIZE : rc;
         }
         mproc__lock_release(&q->clock);
-        if (mproc__load_acquire(&q->closed) != CLOSED_NO) {
-            if (barrier_done)
-                return -EPIPE;
-            rc = close_barrier(q, &d);
-            if (rc != 0)
-                return rc;
-            barrier_done = true;
-            continue;
-        }
-        if (timeout_ms == 0)
-            return -EAGAIN;
-        rc = wait_on(q, &q->data_seq, data_ready, NULL, dl_get(&d), true);
-        if (rc == -ETIMEDOUT)
-            return dl_expired_rc(&d);
+        if ((rc = get_wait(q, &d, timeout_ms, &barrier_done)) != 1)
+            return rc;
     }
 }
 
