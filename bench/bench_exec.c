@@ -55,6 +55,7 @@
 #include <mproc/os.h>
 
 #include "harness.h"
+#include "speedup.h"
 
 #ifdef BENCH_HAVE_GLIB
 #include <glib.h>
@@ -1075,92 +1076,7 @@ static void case_rtt(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* 5. CPU-bound speed-up                                               */
-/* ------------------------------------------------------------------ */
-
-/* About k rounds of dependent arithmetic that touch no memory. */
-static inline uint64_t busy(long k)
-{
-    uint64_t x = (uint64_t)k;
-    for (long j = 0; j < k; j++)
-        x = x * 6364136223846793005u + 1442695040888963407u;
-    __asm__ __volatile__("" : "+r"(x)); /* keep x (and the loop) alive */
-    return x;
-}
-
-static int busy_task(const void *arg, size_t len, mproc_ctx *ctx)
-{
-    (void)len;
-    uint64_t x = busy(*(const long *)arg);
-    return mproc_return(ctx, &x, sizeof x);
-}
-
-typedef struct speed_arg {
-    mproc_executor *ex;
-    int ntasks;
-    long rounds;
-    mproc_future **futs;
-} speed_arg;
-
-/* One run: milliseconds for every task. */
-static double run_speed(void *p)
-{
-    const speed_arg *c = p;
-
-    settle();
-    int64_t t0 = bench_now_ns();
-    for (int i = 0; i < c->ntasks; i++)
-        CHECK(mproc_submit(c->ex, busy_task, &c->rounds, sizeof c->rounds, &c->futs[i]),
-              "mproc_submit");
-    for (int i = 0; i < c->ntasks; i++) {
-        uint64_t x;
-        future_value(c->futs[i], &x, sizeof x);
-        mproc_future_release(c->futs[i]);
-    }
-    return (double)(bench_now_ns() - t0) / 1e6;
-}
-
-static void case_speedup(void)
-{
-    const int ntasks = 64;
-    const double task_ms = 2.0;
-
-    bench_section("5. CPU-bound speed-up: %d tasks of ~%.0f ms of arithmetic, 1 worker "
-                  "vs 2 workers (ms, lower is better)", ntasks, task_ms);
-    if (ncpu < 2) {
-        bench_note("skipped: this process may use only %d CPU", ncpu);
-        bench_target("speed-up: 2 workers / 1 worker", NAN, BENCH_NO_RANGE, BENCH_HIGHER,
-                     1.85);
-        return;
-    }
-    /* Calibrate: busy() rounds per ms, the best of 3 tries. */
-    double rate = 0;
-    for (int i = 0; i < 3; i++) {
-        const long k = 2000000;
-        int64_t t0 = bench_now_ns();
-        busy(k);
-        double r = (double)k / ((double)(bench_now_ns() - t0) / 1e6);
-        rate = r > rate ? r : rate;
-    }
-    mproc_future *futs[2][64];
-    speed_arg a[2] = {{executor(1), ntasks, (long)(rate * task_ms), futs[0]},
-                      {executor(2), ntasks, (long)(rate * task_ms), futs[1]}};
-    void *args[2] = {&a[0], &a[1]};
-    double v[2];
-
-    bench_compare(2, run_speed, args, v);
-    bench_range q = bench_rounds(0, 1);
-    mproc_executor_destroy(a[0].ex);
-    mproc_executor_destroy(a[1].ex);
-
-    bench_figure("mproc, 1 worker", v[0], "ms", NULL, 0);
-    bench_figure("mproc, 2 workers", v[1], "ms", NULL, 0);
-    double s = v[0] / v[1];
-    bench_note("speed-up %.2fx (ideal 2.00x); %ld busy() rounds per task", s, a[0].rounds);
-    bench_target("speed-up: 2 workers / 1 worker (time 1 / time 2)", s, q, BENCH_HIGHER,
-                 1.85);
-}
-
+/* 5. CPU-bound speed-up: bench_speedup_case (speedup.c)              */
 /* ------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -1189,6 +1105,6 @@ int main(int argc, char **argv)
     if (bench_case(4))
         case_rtt();
     if (bench_case(5))
-        case_speedup();
+        bench_speedup_case(5, MPROC_THREADS, "mproc", ncpu, 15);
     return bench_finish();
 }

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "speedup.h"
 #include "mproc.h"
 
 #ifndef BENCH_PY_SCRIPT
@@ -514,96 +515,7 @@ static void case_rtt(void)
     free(lat);
 }
 
-/* ------------------------------------------------------------------ */
-/* 4. CPU-bound speed-up                                               */
-/* ------------------------------------------------------------------ */
-
-/* About k rounds of dependent arithmetic that touch no memory. */
-static inline uint64_t busy(long k)
-{
-    uint64_t x = (uint64_t)k;
-    for (long j = 0; j < k; j++)
-        x = x * 6364136223846793005u + 1442695040888963407u;
-    __asm__ __volatile__("" : "+r"(x)); /* keep x (and the loop) alive */
-    return x;
-}
-
-static int busy_task(const void *arg, size_t len, mproc_ctx *ctx)
-{
-    (void)len;
-    long k;
-    memcpy(&k, arg, sizeof k);
-    uint64_t x = busy(k);
-    return mproc_return(ctx, &x, sizeof x);
-}
-
-typedef struct speed_arg {
-    mproc_executor *ex;
-    int ntasks;
-    long rounds;
-    mproc_future **futs;
-} speed_arg;
-
-/* One run: milliseconds for every task. */
-static double run_speed(void *p)
-{
-    const speed_arg *c = p;
-
-    mproc_sleep_ms(5); /* let the other figure's workers go idle */
-    int64_t t0 = bench_now_ns();
-    for (int i = 0; i < c->ntasks; i++)
-        CHECK(mproc_submit(c->ex, busy_task, &c->rounds, sizeof c->rounds, &c->futs[i]),
-              "mproc_submit");
-    uint64_t x;
-    for (int i = 0; i < c->ntasks; i++) {
-        future_value(c->futs[i], &x, sizeof x);
-        mproc_future_release(c->futs[i]);
-    }
-    return (double)(bench_now_ns() - t0) / 1e6;
-}
-
-static void case_speedup(void)
-{
-    const int ntasks = 64;
-    const double task_ms = 2.0;
-
-    bench_section("4. CPU-bound speed-up: %d tasks of ~%.0f ms of arithmetic, 1 worker "
-                  "process vs 2 (ms, lower is better)", ntasks, task_ms);
-    if (ncpu < 2) {
-        bench_note("skipped: this process may use only %d CPU", ncpu);
-        bench_target("speed-up: 2 workers / 1 worker", NAN, BENCH_NO_RANGE, BENCH_HIGHER,
-                     1.85);
-        return;
-    }
-    /* Calibrate: busy() rounds per ms, the best of 3 tries. */
-    double rate = 0;
-    for (int i = 0; i < 3; i++) {
-        const long k = 2000000;
-        int64_t t0 = bench_now_ns();
-        busy(k);
-        double r = (double)k / ((double)(bench_now_ns() - t0) / 1e6);
-        rate = r > rate ? r : rate;
-    }
-    mproc_future *futs[2][64];
-    speed_arg a[2] = {{executor(1), ntasks, (long)(rate * task_ms), futs[0]},
-                      {executor(2), ntasks, (long)(rate * task_ms), futs[1]}};
-    void *args[2] = {&a[0], &a[1]};
-    double v[2];
-
-    bench_compare(2, run_speed, args, v);
-    bench_range q = bench_rounds(0, 1);
-    mproc_executor_destroy(a[0].ex);
-    mproc_executor_destroy(a[1].ex);
-
-    bench_figure("mproc processes, 1 worker", v[0], "ms", NULL, 0);
-    bench_figure("mproc processes, 2 workers", v[1], "ms", NULL, 0);
-    double s = v[0] / v[1];
-    bench_note("speed-up %.2fx (ideal 2.00x); %ld busy() rounds per task; timed: "
-               "submitting all, awaiting all", s, a[0].rounds);
-    bench_target("speed-up: 2 workers / 1 worker (time 1 / time 2)", s, q, BENCH_HIGHER,
-                 1.85);
-}
-
+/* 4. CPU-bound speed-up: bench_speedup_case (speedup.c)              */
 /* ------------------------------------------------------------------ */
 /* 5. surviving a crash                                                */
 /* ------------------------------------------------------------------ */
@@ -732,7 +644,7 @@ int main(int argc, char **argv)
     if (bench_case(3))
         case_rtt();
     if (bench_case(4))
-        case_speedup();
+        bench_speedup_case(4, MPROC_PROCESSES, "mproc processes", ncpu, 5);
     if (bench_case(5))
         case_crash();
     return bench_finish();
