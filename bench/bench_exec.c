@@ -377,15 +377,11 @@ static double run_tiny(void *p)
  */
 static double python_executor(long n)
 {
-    char cmd[512], line[128] = "";
-    snprintf(cmd, sizeof cmd, "python3 '%s' %ld %d %d 2>&1", BENCH_PY_SCRIPT, n,
-             bench_cfg.runs, ncpu);
-    fflush(NULL);
-    FILE *f = popen(cmd, "r");
-    if (f == NULL) {
-        bench_note("python3: could not run it (%s)", strerror(errno));
+    char args[64], line[128] = "";
+    snprintf(args, sizeof args, "%ld %d %d 2>&1", n, bench_cfg.runs, ncpu);
+    FILE *f = bench_python_open(BENCH_PY_SCRIPT, args);
+    if (f == NULL)
         return NAN;
-    }
     char *got = fgets(line, sizeof line, f);
     int status = pclose(f);
     char *end = NULL;

@@ -560,45 +560,20 @@ static void skipped(const char *what)
     fprintf(bench_cfg.json ? stderr : stdout, "  %-46s skipped (not installed)\n", what);
 }
 
-/* Looks python3 up on PATH; 1 and its path when found. */
-static int find_python(char *path, size_t size)
-{
-    const char *env = getenv("PATH");
-    char dirs[4096];
-
-    snprintf(dirs, sizeof dirs, "%s", env != NULL ? env : "/usr/bin:/bin");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, size, "%s/python3", *d ? d : ".");
-        if (access(path, X_OK) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Runs py_ipc.py: messages per second of Python's Queue (rate[0]) and
  * Pipe (rate[1]); 0, or -1 (with a line saying why) when not measured. */
 static int python_ipc(size_t size, long n, double rate[2])
 {
-    char python[4096], cmd[8400], line[128] = "";
-    const char *script = BENCH_PY_SCRIPT;
+    char python[4096], args[96], line[128] = "";
 
-    if (!find_python(python, sizeof python)) {
+    if (!bench_python(python, sizeof python)) {
         skipped("python3 multiprocessing.Queue and Pipe");
         return -1;
     }
-    if (access(script, R_OK) != 0 || strchr(script, '\'') || strchr(python, '\'')) {
-        bench_note("python3: skipped (cannot use %s)", script);
+    snprintf(args, sizeof args, "%zu %ld %d", size, n, bench_cfg.runs);
+    FILE *p = bench_python_open(BENCH_PY_SCRIPT, args);
+    if (p == NULL)
         return -1;
-    }
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %zu %ld %d", python, script, size, n,
-             bench_cfg.runs);
-    fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (p == NULL) {
-        bench_note("python3: skipped (popen: %s)", strerror(errno));
-        return -1;
-    }
     char *got = fgets(line, sizeof line, p);
     int status = pclose(p);
     char *end = line, *end2 = line;

@@ -176,24 +176,10 @@ typedef struct py_figs {
  */
 static int python_run(const char *args, py_figs *out)
 {
-    const char *script = BENCH_PY_SCRIPT;
     out->n = 0;
-    if (access("/usr/bin/python3", X_OK) != 0) {
-        bench_note("python3: skipped (not installed)");
+    FILE *f = bench_python_open(BENCH_PY_SCRIPT, args);
+    if (!f)
         return 0;
-    }
-    if (access(script, R_OK) != 0 || strchr(script, '\'')) {
-        bench_note("python3: skipped (cannot use %s)", script);
-        return 0;
-    }
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' %s", script, args);
-    fflush(NULL);
-    FILE *f = popen(cmd, "r");
-    if (!f) {
-        bench_note("python3: skipped (popen: %s)", strerror(errno));
-        return 0;
-    }
     char line[256];
     while (fgets(line, sizeof line, f) && out->n < PY_MAX) {
         double v;

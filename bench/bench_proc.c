@@ -108,23 +108,11 @@ static double run_start(void *p)
 static void python_starts(long n, double us[3])
 {
     us[0] = us[1] = us[2] = NAN;
-    const char *script = BENCH_PY_SCRIPT;
-    if (access("/usr/bin/python3", X_OK) != 0) {
-        bench_note("python3: skipped (not installed)");
+    char args[64];
+    snprintf(args, sizeof args, "%ld %d", n, bench_cfg.runs);
+    FILE *f = bench_python_open(BENCH_PY_SCRIPT, args);
+    if (!f)
         return;
-    }
-    if (access(script, R_OK) != 0 || strchr(script, '\'')) {
-        bench_note("python3: skipped (cannot use %s)", script);
-        return;
-    }
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' %ld %d", script, n, bench_cfg.runs);
-    fflush(NULL);
-    FILE *f = popen(cmd, "r");
-    if (!f) {
-        bench_note("python3: skipped (popen: %s)", strerror(errno));
-        return;
-    }
     char line[128], method[32];
     double v;
     while (fgets(line, sizeof line, f))

@@ -553,43 +553,14 @@ static void case_processes(double *robust, double *mproc)
 /* 4. Python's multiprocessing.Value                                   */
 /* ------------------------------------------------------------------ */
 
-/* Looks python3 up on PATH; 1 and its path when found. */
-static int find_python(char *path, size_t size)
-{
-    const char *env = getenv("PATH");
-    char dirs[4096];
-
-    snprintf(dirs, sizeof dirs, "%s", env != NULL ? env : "/usr/bin:/bin");
-    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, size, "%s/python3", *d ? d : ".");
-        if (access(path, X_OK) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Runs py_value_lock.py; M increments/s, or NAN (with a note) on failure. */
 static double python_value_lock(long n)
 {
-    char python[4096], cmd[8400], line[128] = "";
-    const char *script = BENCH_PY_SCRIPT;
-
-    if (!find_python(python, sizeof python)) {
-        bench_note("python3: skipped (not installed)");
+    char args[64], line[128] = "";
+    snprintf(args, sizeof args, "%ld %d", n, bench_cfg.runs);
+    FILE *p = bench_python_open(BENCH_PY_SCRIPT, args);
+    if (p == NULL)
         return NAN;
-    }
-    if (access(script, R_OK) != 0 || strchr(script, '\'') || strchr(python, '\'')) {
-        bench_note("python3: skipped (cannot use %s)", script);
-        return NAN;
-    }
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %ld %d", python, script, n, bench_cfg.runs);
-    fflush(NULL);
-    FILE *p = popen(cmd, "r");
-    if (p == NULL) {
-        bench_note("python3: skipped (popen: %s)", strerror(errno));
-        return NAN;
-    }
     char *got = fgets(line, sizeof line, p);
     int status = pclose(p);
     char *end;

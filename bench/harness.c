@@ -4,6 +4,7 @@
  */
 #include "harness.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -436,4 +437,39 @@ int bench_finish(void)
         print_json();
     fflush(stdout);
     return bench_cfg.strict && missed > 0 ? 2 : 0;
+}
+
+int bench_python(char *path, size_t size)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+
+    snprintf(dirs, sizeof dirs, "%s", env != NULL ? env : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
+         d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, size, "%s/python3", *d ? d : ".");
+        if (access(path, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+FILE *bench_python_open(const char *script, const char *args)
+{
+    char python[4096], cmd[8400];
+
+    if (!bench_python(python, sizeof python)) {
+        bench_note("python3: skipped (not installed)");
+        return NULL;
+    }
+    if (access(script, R_OK) != 0 || strchr(script, '\'') || strchr(python, '\'')) {
+        bench_note("python3: skipped (cannot use %s)", script);
+        return NULL;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' '%s' %s", python, script, args);
+    fflush(NULL);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        bench_note("python3: skipped (popen: %s)", strerror(errno));
+    return f;
 }

@@ -24,6 +24,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Settings parsed from the command line by bench_init. */
 typedef struct bench_config {
@@ -127,6 +128,18 @@ int bench_finish(void);
 /* bench_die - print "bench: what: <error>" and exit(1). `code` is an mproc
  * result, a -errno or an errno value. Safe in a forked child. */
 void bench_die(const char *what, int code) __attribute__((noreturn));
+
+/* bench_python - look python3 up on PATH: 1 with its path in path[size],
+ * or 0. */
+int bench_python(char *path, size_t size);
+
+/*
+ * bench_python_open - run `python3 'script' args` (the Python side of a
+ * comparison) and return its stdout to read, to be closed with pclose.
+ * NULL, after a note saying why (python3 not installed, the script
+ * unusable, popen failed), when it cannot run. stdio is flushed first.
+ */
+FILE *bench_python_open(const char *script, const char *args);
 
 /* bench_now_ns - the monotonic clock (mproc_now_ns). */
 int64_t bench_now_ns(void);
