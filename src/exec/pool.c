@@ -67,7 +67,6 @@ static struct {
 } depot;
 
 static pthread_key_t exit_key;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static bool exit_key_ok;
 
 static void free_chain(struct block *b)
@@ -137,7 +136,11 @@ static void fork_child(void)
     depot.lock = MPROC__MUTEX_INIT;
 }
 
-static void pool_init(void)
+/* Set up when the library is loaded, before the program can have threads
+ * or fork: a lazy pthread_once here could be caught in progress by a fork
+ * from another thread, and ThreadSanitizer's pthread_once (unlike glibc's)
+ * then blocks the child for ever. */
+__attribute__((constructor)) static void pool_init(void)
 {
     exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
     pthread_atfork(fork_prepare, fork_release, fork_child);
@@ -173,7 +176,6 @@ void mproc__future_recycle(void *p)
     if (!t->registered) {
         /* Without a destructor this thread's blocks would leak at its
          * exit: then it does not keep any. */
-        pthread_once(&pool_once, pool_init);
         t->registered = exit_key_ok && pthread_setspecific(exit_key, t) == 0;
         if (!t->registered) {
             free(p);
