@@ -131,7 +131,13 @@ TEST(threads_churn_and_exit)
 }
 
 static atomic_int stop_churn;
+static atomic_int churn_rounds;
 
+/* After its first round this thread's 600 blocks only move between its
+ * magazines and the depot: it takes the depot's lock all the time and
+ * never calls malloc, so a fork catches it holding our lock, not the
+ * allocator's (ThreadSanitizer's allocator cannot be forked while another
+ * thread is inside it: the child then blocks on its lock for ever). */
 static void *churn_until_stopped(void *arg)
 {
     (void)arg;
@@ -141,6 +147,7 @@ static void *churn_until_stopped(void *arg)
             CHECK((held[i] = mproc__future_alloc()) != NULL);
         for (int i = 0; i < 600; i++)
             mproc__future_recycle(held[i]);
+        atomic_fetch_add(&churn_rounds, 1);
     }
     return NULL;
 }
@@ -154,7 +161,9 @@ TEST_T(fork_while_others_use_the_depot, 60)
     if (POOL_BYPASSED)
         return;
     atomic_store(&stop_churn, 0);
+    atomic_store(&churn_rounds, 0);
     pthread_t t = test_start_thread(churn_until_stopped, NULL);
+    WAIT_UNTIL(atomic_load(&churn_rounds) > 0, 30000);
     for (int i = 0; i < 200; i++) {
         pid_t pid = fork();
         CHECK(pid >= 0);
