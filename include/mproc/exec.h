@@ -94,6 +94,17 @@ typedef struct mproc_executor_opts {
      * serving meanwhile. 0: no limit. Thread executors: -EINVAL. */
     unsigned max_tasks_per_child;
     unsigned flags;      /* MPROC_CANCEL_KILL */
+    /* MPROC_PROCESSES: how many bytes of address space a worker's tasks
+     * may map beyond what the worker had when it started (its
+     * initializer's allocations count against it). 0: no limit. A task
+     * that goes past it fails with MPROC_EMEMLIMIT and its worker is
+     * replaced: that is, a task that returns -ENOMEM, or whose worker dies
+     * by a signal right after an allocation failed (writing through the
+     * NULL that malloc returned, or abort()). Enforced with RLIMIT_AS in
+     * each worker -- address space, not resident memory, so reserved but
+     * untouched mappings count too; mproc_executor_info says so. Thread
+     * executors cannot limit a task and reject a non-zero value (-EINVAL). */
+    size_t worker_memory_limit;
 } mproc_executor_opts;
 
 /* mproc_executor_opts.flags: on a process executor, mproc_future_cancel
@@ -134,6 +145,32 @@ MPROC_API void mproc_executor_destroy(mproc_executor *ex);
 /* mproc_executor_workers - the number of workers, or -EINVAL. */
 MPROC_API int mproc_executor_workers(const mproc_executor *ex);
 
+/* How an executor limits its workers' memory (mproc_executor_details). */
+typedef enum mproc_memory_limit_kind {
+    MPROC_MEMLIMIT_NONE = 0,  /* no limit asked for */
+    MPROC_MEMLIMIT_RLIMIT_AS, /* setrlimit(RLIMIT_AS) in each worker */
+} mproc_memory_limit_kind;
+
+/* What an executor is and how it runs its tasks (mproc_executor_info). */
+typedef struct mproc_executor_details {
+    mproc_executor_kind kind;
+    int workers;
+    /* Process executors: the start method in use (MPROC_START_DEFAULT
+     * resolved); thread executors: MPROC_START_DEFAULT. */
+    mproc_start_method start;
+    size_t worker_memory_limit;           /* as configured, 0: none */
+    mproc_memory_limit_kind memory_limit; /* how it is enforced */
+    const char *memory_limit_how;         /* "none" or "RLIMIT_AS": static text */
+    char name[32];                        /* the workers' name prefix */
+} mproc_executor_details;
+
+/*
+ * mproc_executor_info - describe ex in *out: its kind, workers, start
+ * method and how its workers' memory limit is enforced. Returns 0 or
+ * -EINVAL (NULL ex or out). Thread-safe.
+ */
+MPROC_API int mproc_executor_info(const mproc_executor *ex, mproc_executor_details *out);
+
 /* What an executor has counted since it started (mproc_executor_stats). */
 typedef struct mproc_executor_counters {
     int workers;               /* as configured */
@@ -142,11 +179,13 @@ typedef struct mproc_executor_counters {
     uint64_t failed;           /* tasks that finished with an error, of which: */
     uint64_t worker_died;      /*   their worker process died (MPROC_EWORKERDIED) */
     uint64_t timed_out;        /*   past their deadline (MPROC_ETASKTIMEOUT) */
+    uint64_t out_of_memory;    /*   past worker_memory_limit (MPROC_EMEMLIMIT) */
     uint64_t restarts;         /* worker processes started to replace one, because: */
     uint64_t restarts_died;    /*   it died (signal or unexpected exit) */
     uint64_t restarts_timeout; /*   it was stopped at a task's deadline */
     uint64_t restarts_recycled;/*   it reached max_tasks_per_child */
     uint64_t restarts_init;    /*   its initializer failed or crashed */
+    uint64_t restarts_memory;  /*   a task went past worker_memory_limit */
 } mproc_executor_counters;
 
 /*

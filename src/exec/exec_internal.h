@@ -139,6 +139,7 @@ static inline bool mproc__future_final(uint32_t state)
  * mproc_executor as its first member.
  */
 struct mproc__backend {
+    mproc_executor_kind kind;
     /* The longest task argument it takes (submit fails with -E2BIG). */
     size_t max_arg;
     /* It can stop a task past its deadline (task_timeout_ms). */
@@ -167,6 +168,9 @@ struct mproc__backend {
     bool (*cancel_running)(mproc_executor *ex, mproc_future *f);
     /* Fill what it counts (out is zeroed; workers is set). */
     void (*stats)(const mproc_executor *ex, mproc_executor_counters *out);
+    /* Fill the start method and memory limit (out has the common part;
+     * NULL: none of these apply). */
+    void (*info)(const mproc_executor *ex, mproc_executor_details *out);
 };
 
 extern const struct mproc__backend mproc__thread_backend;

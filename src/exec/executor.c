@@ -101,6 +101,7 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
     if (!be || opts->workers > MAX_WORKERS || opts->task_timeout_ms < 0 ||
         (opts->task_timeout_ms != 0 && !be->deadlines) ||
         (opts->max_tasks_per_child != 0 && !be->remote) ||
+        (opts->worker_memory_limit != 0 && !be->remote) ||
         (opts->flags & ~MPROC_CANCEL_KILL) || ((opts->flags & MPROC_CANCEL_KILL) && !be->remote))
         return -EINVAL;
     mproc_executor_opts o = *opts;
@@ -142,6 +143,18 @@ void mproc_executor_destroy(mproc_executor *ex)
 int mproc_executor_workers(const mproc_executor *ex)
 {
     return ex ? (int)ex->nworkers : -EINVAL;
+}
+
+int mproc_executor_info(const mproc_executor *ex, mproc_executor_details *out)
+{
+    if (!ex || !out)
+        return -EINVAL;
+    *out = (mproc_executor_details){ .kind = ex->be->kind, .workers = (int)ex->nworkers,
+                                     .memory_limit_how = "none" };
+    snprintf(out->name, sizeof out->name, "%s", ex->name);
+    if (ex->be->info)
+        ex->be->info(ex, out);
+    return 0;
 }
 
 int mproc_executor_stats(const mproc_executor *ex, mproc_executor_counters *out)

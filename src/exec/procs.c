@@ -27,6 +27,7 @@
  * worker to quit and joins it. cancel_futures cancels what is pending.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "exec/exec_internal.h"
@@ -67,6 +69,7 @@ struct mailbox {
     int32_t worker;   /* index, for mproc_ctx_worker */
     int32_t ready;    /* the worker's initializer has succeeded */
     int32_t init_failed;
+    int32_t oom;      /* the running task went past the memory limit */
     char message[F_MESSAGE_MAX];
     _Alignas(64) unsigned char data[];
 };
@@ -88,6 +91,7 @@ struct pworker {
     unsigned tasks;     /* run by this process (max_tasks_per_child) */
     bool retiring;      /* told to quit after max_tasks_per_child */
     bool cancel_killed; /* killed because cur was cancelled (CANCEL_KILL) */
+    bool oom_retiring;  /* told to quit after a task ran out of memory */
 };
 
 struct ppool {
@@ -96,12 +100,13 @@ struct ppool {
     mproc_start_method start;
     int64_t task_timeout_ms;
     unsigned max_tasks;     /* per worker process, 0: no limit */
+    size_t mem_limit;       /* worker_memory_limit, 0: none */
     bool cancel_kill;       /* MPROC_CANCEL_KILL */
     unsigned init_failures; /* in a row, across workers */
     /* Counters (mproc_executor_stats): written by the dispatcher only,
      * except `queued` (under qlock); read with relaxed loads. */
-    uint64_t done, failed, worker_died, timed_out;
-    uint64_t r_died, r_timeout, r_recycled, r_init;
+    uint64_t done, failed, worker_died, timed_out, out_of_memory;
+    uint64_t r_died, r_timeout, r_recycled, r_init, r_memory;
     uint64_t queued;
     char broken_why[F_MESSAGE_MAX];
     int evfd;
@@ -129,7 +134,57 @@ struct worker_arg {
     int index;
     int (*initializer)(void *);
     void *initarg;
+    size_t mem_limit;
 };
+
+/* ---- the worker's memory limit ------------------------------------------ */
+
+static struct mailbox *limited_mb; /* the worker's own mailbox */
+
+/* A worker under a memory limit dies by SIGSEGV, SIGBUS or SIGABRT: if
+ * the last failed call was an allocation (errno is ENOMEM), tell the
+ * parent the task went past the limit, then die of the same signal. */
+static void on_fatal_signal(int sig)
+{
+    if (errno == ENOMEM)
+        mproc__store_release(&limited_mb->oom, 1);
+    signal(sig, SIG_DFL);
+    raise(sig); /* blocked until we return; a fault would also recur */
+}
+
+/* The size of this process's address space in bytes, or 0. */
+static size_t address_space_size(void)
+{
+    char buf[64];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Let this worker map at most `limit` bytes more than it has now, and
+ * watch for the signals a failed allocation usually ends in. */
+static int limit_memory(struct mailbox *mb, size_t limit)
+{
+    static unsigned char altstack[64 << 10]; /* a fault may come from a full stack */
+    size_t now = address_space_size();
+    if (now == 0 || limit > RLIM_INFINITY - now)
+        return -EINVAL;
+    limited_mb = mb;
+    stack_t ss = { .ss_sp = altstack, .ss_size = sizeof altstack };
+    struct sigaction sa = { .sa_handler = on_fatal_signal, .sa_flags = SA_ONSTACK };
+    sigemptyset(&sa.sa_mask);
+    if (sigaltstack(&ss, NULL) != 0 || sigaction(SIGSEGV, &sa, NULL) != 0 ||
+        sigaction(SIGBUS, &sa, NULL) != 0 || sigaction(SIGABRT, &sa, NULL) != 0)
+        return -errno;
+    struct rlimit rl = { .rlim_cur = now + limit, .rlim_max = now + limit };
+    return setrlimit(RLIMIT_AS, &rl) == 0 ? 0 : -errno;
+}
 
 static void *worker_room(mproc_ctx *ctx, size_t len)
 {
@@ -171,7 +226,8 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         return -EBADF;
     struct mailbox *mb = map.addr;
     uint64_t one = 1;
-    bool ok = !wa->initializer || wa->initializer(wa->initarg) >= 0;
+    bool ok = (!wa->mem_limit || limit_memory(mb, wa->mem_limit) == 0) &&
+              (!wa->initializer || wa->initializer(wa->initarg) >= 0);
     mproc__store_release(ok ? &mb->ready : &mb->init_failed, 1);
     ssize_t wr = write(evfd, &one, sizeof one);
     (void)wr;
@@ -192,6 +248,8 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         struct mproc_ctx ctx = { .ops = &worker_ctx_ops, .owner = mb, .worker = mb->worker };
         int code = fn(mb->arg_len ? mb->data : NULL, (size_t)mb->arg_len, &ctx);
         mb->code = code > 0 ? 0 : code;
+        if (wa->mem_limit && code == -ENOMEM)
+            mb->oom = 1; /* the task says it ran out: under a limit, that is the limit */
         mproc__store_release(&mb->state, MB_DONE);
         ssize_t w = write(evfd, &one, sizeof one);
         (void)w;
@@ -252,9 +310,10 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     mb->cancel = 0;
     mb->ready = 0;
     mb->init_failed = 0;
+    mb->oom = 0;
     mb->worker = w->index;
     w->tasks = 0;
-    struct worker_arg wa = { w->index, pp->base.initializer, pp->base.initarg };
+    struct worker_arg wa = { w->index, pp->base.initializer, pp->base.initarg, pp->mem_limit };
     char name[48];
     snprintf(name, sizeof name, "%s-%d", pp->base.name, w->index);
     mproc_process *p;
@@ -284,6 +343,16 @@ static void death_message(char *buf, size_t n, pid_t pid, int exitcode)
         snprintf(buf, n, "worker %d exited with status %d", (int)pid, exitcode);
 }
 
+/* "task ran out of memory (worker limit 64 MiB, RLIMIT_AS)", then how
+ * its worker ended if it did. */
+static void oom_message(char *buf, size_t n, const struct ppool *pp, const char *how)
+{
+    bool mib = pp->mem_limit % (1u << 20) == 0;
+    snprintf(buf, n, "task ran out of memory (worker limit %zu %s, RLIMIT_AS)%s%.160s",
+             pp->mem_limit >> (mib ? 20 : 10), mib ? "MiB" : "KiB", how ? "; " : "",
+             how ? how : "");
+}
+
 /* w's process has ended: fail its task, start a replacement. */
 static void worker_died(struct ppool *pp, struct pworker *w)
 {
@@ -300,23 +369,30 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     } else if (w->cur) {
         char msg[F_MESSAGE_MAX];
         int code = MPROC_EWORKERDIED;
+        char how[96];
+        death_message(how, sizeof how, pid, exitcode);
         if (w->timed_out) {
-            char how[96];
-            death_message(how, sizeof how, pid, exitcode);
             snprintf(msg, sizeof msg, "task ran past its %lld ms deadline; %s",
                      (long long)w->limit_ms, how);
             code = MPROC_ETASKTIMEOUT;
+        } else if (mproc__load_acquire(&w->mb->oom)) {
+            oom_message(msg, sizeof msg, pp, how);
+            code = MPROC_EMEMLIMIT;
+            w->oom_retiring = true; /* counts the restart below */
         } else {
-            death_message(msg, sizeof msg, pid, exitcode);
+            snprintf(msg, sizeof msg, "%s", how);
         }
         bump(&pp->failed); /* counted before anyone can see the outcome */
-        bump(code == MPROC_ETASKTIMEOUT ? &pp->timed_out : &pp->worker_died);
+        bump(code == MPROC_ETASKTIMEOUT ? &pp->timed_out
+             : code == MPROC_EMEMLIMIT  ? &pp->out_of_memory
+                                        : &pp->worker_died);
         mproc__future_resolve(w->cur, code, NULL, 0, msg);
         mproc_future_release(w->cur); /* the scheduler's reference */
         w->cur = NULL;
     }
-    bool timed_out = w->timed_out, retired = w->retiring;
+    bool timed_out = w->timed_out, retired = w->retiring, oom = w->oom_retiring;
     w->retiring = false;
+    w->oom_retiring = false;
     w->cancel_killed = false;
     w->timed_out = false;
     w->deadline = 0;
@@ -337,7 +413,10 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     }
     if (!mproc__load_relaxed(&pp->base.broken) &&
         (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp))) {
-        bump(timed_out ? &pp->r_timeout : retired ? &pp->r_recycled : &pp->r_died);
+        bump(timed_out ? &pp->r_timeout
+             : oom     ? &pp->r_memory
+             : retired ? &pp->r_recycled
+                       : &pp->r_died);
         worker_start(pp, w); /* on failure, the next round tries again */
     }
 }
@@ -351,15 +430,29 @@ static void collect(struct pworker *w)
     mproc_future *f = w->cur;
     w->cur = NULL;
     const char *msg = mb->code < 0 ? mb->message : NULL;
+    bool oom = mb->code < 0 && mproc__load_acquire(&mb->oom);
     bump(mb->code == 0 ? &w->pp->done : &w->pp->failed);
-    if (mb->code == 0 && mb->res_len > DATA_CAP - mb->res_off)
+    if (oom) {
+        char text[F_MESSAGE_MAX];
+        oom_message(text, sizeof text, w->pp, mb->message[0] ? mb->message : NULL);
+        bump(&w->pp->out_of_memory);
+        mproc__future_resolve(f, MPROC_EMEMLIMIT, NULL, 0, text);
+    } else if (mb->code == 0 && mb->res_len > DATA_CAP - mb->res_off) {
         mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result length from worker");
-    else
+    } else {
         mproc__future_resolve(f, mb->code, mb->data + mb->res_off, (size_t)mb->res_len, msg);
+    }
     mproc_future_release(f); /* the scheduler's reference */
     w->deadline = 0;
     if (w->timed_out)
         return; /* being stopped: it gets no new task */
+    if (oom) {
+        /* Its heap may be full of what the task left: start afresh. */
+        w->oom_retiring = true;
+        mproc__store_release(&mb->state, MB_QUIT);
+        mproc__futex_wake(&mb->state, 1, true);
+        return;
+    }
     if (w->pp->max_tasks && ++w->tasks >= w->pp->max_tasks) {
         /* Retire it; its end starts a fresh one (worker_died). */
         w->retiring = true;
@@ -602,6 +695,7 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
     pp->task_timeout_ms = opts->task_timeout_ms;
     pp->max_tasks = opts->max_tasks_per_child;
+    pp->mem_limit = opts->worker_memory_limit;
     pp->cancel_kill = (opts->flags & MPROC_CANCEL_KILL) != 0;
     pp->qlock = MPROC__MUTEX_INIT;
     pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -653,12 +747,27 @@ static void procs_stats(const mproc_executor *ex, mproc_executor_counters *out)
     out->restarts_timeout = mproc__load_relaxed(&pp->r_timeout);
     out->restarts_recycled = mproc__load_relaxed(&pp->r_recycled);
     out->restarts_init = mproc__load_relaxed(&pp->r_init);
+    out->out_of_memory = mproc__load_relaxed(&pp->out_of_memory);
+    out->restarts_memory = mproc__load_relaxed(&pp->r_memory);
     out->restarts = out->restarts_died + out->restarts_timeout + out->restarts_recycled +
-                    out->restarts_init;
+                    out->restarts_init + out->restarts_memory;
+}
+
+static void procs_info(const mproc_executor *ex, mproc_executor_details *out)
+{
+    const struct ppool *pp = (const struct ppool *)ex;
+    out->start = pp->start;
+    out->worker_memory_limit = pp->mem_limit;
+    if (pp->mem_limit) {
+        out->memory_limit = MPROC_MEMLIMIT_RLIMIT_AS;
+        out->memory_limit_how = "RLIMIT_AS";
+    }
 }
 
 const struct mproc__backend mproc__process_backend = {
+    .kind = MPROC_PROCESSES,
     .stats = procs_stats,
+    .info = procs_info,
     .cancel_running = procs_cancel_running,
     .max_arg = ARG_MAX_BYTES,
     .deadlines = true,

@@ -377,6 +377,7 @@ static void threads_stats(const mproc_executor *base, mproc_executor_counters *o
 }
 
 const struct mproc__backend mproc__thread_backend = {
+    .kind = MPROC_THREADS,
     .stats = threads_stats,
     .max_arg = SIZE_MAX,
     .create = threads_create,
