@@ -882,3 +882,53 @@ TEST_T(ten_thousand_tasks_one_percent_crash, 150)
     free(in);
     free(f);
 }
+
+/* Fill a 1 MiB result in place with the byte (i & 0xff); tasks 3 and 7
+ * die halfway through writing it (SIGKILL, SIGSEGV). */
+static int fill_or_die_halfway(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int i;
+    memcpy(&i, arg, sizeof i);
+    enum { SIZE = 1 << 20 };
+    unsigned char *p = mproc_result_buffer(ctx, SIZE);
+    if (!p)
+        return -ENOMEM;
+    memset(p, i & 0xff, SIZE / 2);
+    if (i == 3)
+        raise(SIGKILL);
+    if (i == 7)
+        raise(SIGSEGV);
+    memset(p + SIZE / 2, i & 0xff, SIZE / 2);
+    return 0;
+}
+
+TEST_T(crash_while_writing_a_result_in_place, 60)
+{
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    enum { N = 16 };
+    int in[N];
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, fill_or_die_halfway, &in[i], sizeof in[i], &f[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        const void *d;
+        size_t n;
+        int rc = mproc_future_result(f[i], LONG_MS, &d, &n);
+        if (i == 3 || i == 7) {
+            CHECK_RC(rc, MPROC_EWORKERDIED);
+        } else {
+            CHECK_OK(rc);
+            CHECK_EQ(n, (size_t)1 << 20);
+            const unsigned char *b = d;
+            size_t k = 0;
+            while (k < n && b[k] == (i & 0xff))
+                k++;
+            CHECK_MSG(k == n, "task %d: byte %zu is %d", i, k, k < n ? b[k] : 0);
+        }
+        mproc_future_release(f[i]);
+    }
+    mproc_executor_destroy(ex);
+}
