@@ -20,6 +20,8 @@
 static const mproc__command commands[] = {
     { "bench", "CPU-bound vs I/O-bound work on threads: speed-ups, Amdahl's law",
       mproc__bench_main, mproc__bench_usage },
+    { "lab", "the claims of the notes, each measured here with a verdict",
+      mproc__lab_main, mproc__lab_usage },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -33,6 +33,10 @@ typedef struct mproc__command {
 int mproc__bench_main(int argc, char **argv);
 void mproc__bench_usage(FILE *out);
 
+/* `mproc lab` (lab.c; the labs themselves are lab_*.c, see lab.h). */
+int mproc__lab_main(int argc, char **argv);
+void mproc__lab_usage(FILE *out);
+
 /* ---- Amdahl's law (amdahl.c) -------------------------------------- */
 
 /*

@@ -1,0 +1,167 @@
+/*
+ * tests/test_lab.c -- `mproc lab`, run as a user runs it: every lab in
+ * --quick mode with its JSON parsed and its figures checked for what must
+ * hold on any machine; usage errors exit with status 2.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cmdrun.h"
+#include "json.h"
+#include "runner.h"
+
+#ifndef MPROC_BIN
+#error "MPROC_BIN (the path of the built mproc command) must be defined"
+#endif
+
+#define MPROC(...) run_with(MPROC_BIN, (char *const[]){ MPROC_BIN, __VA_ARGS__, NULL }, "")
+
+/* Run `mproc lab NAME --quick --json`, expect success, parse stdout. */
+static json *lab_json(const char *name)
+{
+    struct result r = MPROC("lab", (char *)name, "--quick", "--json");
+    expect_status(&r, 0);
+    json *doc = json_parse(r.out);
+    result_free(&r);
+    CHECK(strcmp(json_str(doc, "lab"), name) == 0);
+    CHECK(json_bool(doc, "quick"));
+    CHECK(strlen(json_str(doc, "claim")) > 20);
+    CHECK(strlen(json_str(doc, "verdict")) > 10);
+    CHECK(json_at(doc, "error")->kind == J_NULL);
+    (void)json_bool(doc, "holds");
+    return doc;
+}
+
+static double metric(const json *doc, const char *key)
+{
+    char path[96];
+    snprintf(path, sizeof path, "metrics.%s.value", key);
+    return json_num(doc, path);
+}
+
+TEST(list_names_every_lab)
+{
+    struct result r = MPROC("lab", "list");
+    expect_status(&r, 0);
+    expect_has(r.out, "race ", "lab list");
+    result_free(&r);
+}
+
+TEST(race_counts)
+{
+    json *doc = lab_json("race");
+    double want = metric(doc, "expected");
+    CHECK(want > 0);
+    CHECK_EQ(metric(doc, "locked_total"), want); /* the lock makes it exact */
+    CHECK(metric(doc, "unlocked_total") <= want); /* lost, never invented */
+    CHECK(metric(doc, "unlocked_total") > 0);
+    CHECK_EQ(metric(doc, "unlocked_lost"), want - metric(doc, "unlocked_total"));
+    CHECK_EQ(metric(doc, "lock_acquisitions"), want);
+    CHECK(metric(doc, "lock_contended") <= metric(doc, "lock_acquisitions"));
+    CHECK(metric(doc, "spin_macq_per_s") > 0 && metric(doc, "backoff_macq_per_s") > 0);
+    /* The verdict follows from the figures. */
+    CHECK_EQ(json_bool(doc, "holds"), metric(doc, "unlocked_lost") > 0);
+    json_free(doc);
+}
+
+TEST(text_report_has_claim_figures_and_verdict)
+{
+    struct result r = MPROC("lab", "race", "--quick", "--workers", "2");
+    expect_status(&r, 0);
+    expect_has(r.out, "lab race:", "stdout");
+    expect_has(r.out, "the notes:", "stdout");
+    expect_has(r.out, "counter with mproc_lock", "stdout");
+    expect_has(r.out, "verdict: ", "stdout");
+    result_free(&r);
+}
+
+TEST_T(all_quick_json, 120)
+{
+    struct result r = MPROC("lab", "all", "--quick", "--json");
+    expect_status(&r, 0);
+    json *doc = json_parse(r.out);
+    result_free(&r);
+    CHECK(strcmp(json_str(doc, "command"), "lab") == 0);
+    const json *labs = json_at(doc, "labs");
+    CHECK(labs && labs->kind == J_ARRAY && labs->n >= 1);
+    for (size_t i = 0; i < labs->n; i++) {
+        CHECK(json_at(labs->items[i], "holds")->kind == J_BOOL);
+        CHECK(json_at(labs->items[i], "error")->kind == J_NULL);
+    }
+    json_free(doc);
+}
+
+TEST(bad_usage_exits_2)
+{
+    struct result r = MPROC("lab");
+    expect_status(&r, 2);
+    expect_has(r.err, "usage: mproc lab", "stderr");
+    result_free(&r);
+    r = MPROC("lab", "no-such-lab");
+    expect_status(&r, 2);
+    expect_has(r.err, "no lab named 'no-such-lab'", "stderr");
+    result_free(&r);
+    r = MPROC("lab", "race", "--svg", "x.svg"); /* race draws nothing */
+    expect_status(&r, 2);
+    expect_has(r.err, "does not take the option '--svg'", "stderr");
+    result_free(&r);
+    r = MPROC("lab", "race", "--workers", "0");
+    expect_status(&r, 2);
+    expect_has(r.err, "--workers takes", "stderr");
+    result_free(&r);
+    r = MPROC("lab", "race", "--workers");
+    expect_status(&r, 2);
+    result_free(&r);
+    r = MPROC("lab", "list", "extra");
+    expect_status(&r, 2);
+    result_free(&r);
+    r = MPROC("lab", "race", "extra");
+    expect_status(&r, 2);
+    expect_has(r.err, "unexpected argument 'extra'", "stderr");
+    result_free(&r);
+}
+
+TEST(help_lists_the_labs)
+{
+    struct result r = MPROC("help", "lab");
+    expect_status(&r, 0);
+    expect_has(r.out, "usage: mproc lab", "stdout");
+    expect_has(r.out, "race", "stdout");
+    result_free(&r);
+    r = MPROC("lab", "race", "--help");
+    expect_status(&r, 0);
+    expect_has(r.out, "usage: mproc lab", "stdout");
+    result_free(&r);
+}
+
+/* In a child: parse text (a failure ends the child with a non-zero
+ * status); its complaint goes nowhere. */
+static int parse_quietly(void *text)
+{
+    if (!freopen("/dev/null", "w", stderr))
+        return 0;
+    json_free(json_parse(text));
+    return 0;
+}
+
+/* The JSON reader the lab tests rely on rejects what is not JSON. */
+TEST(json_reader_is_strict)
+{
+    json *v = json_parse(" {\"a\": [1, -2.5e3, true, null, \"x\\u00e9\\n\"], \"b\": {}} ");
+    CHECK_EQ(json_num(v, "a.0"), 1);
+    CHECK_EQ(json_num(v, "a.1"), -2500);
+    CHECK(json_bool(v, "a.2"));
+    CHECK(json_at(v, "a.3")->kind == J_NULL);
+    CHECK(strcmp(json_str(v, "a.4"), "x\xc3\xa9\n") == 0);
+    CHECK(json_at(v, "b")->kind == J_OBJECT && json_at(v, "b")->n == 0);
+    CHECK(json_at(v, "a.5") == NULL && json_at(v, "c") == NULL);
+    json_free(v);
+    const char *bad[] = { "", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "[1] 2",
+                          "nul", "{1: 2}", "\"a\nb\"" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int status = test_wait(test_fork(parse_quietly, (void *)bad[i]), 10000);
+        CHECK_MSG(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0,
+                  "'%s' was accepted as JSON", bad[i]);
+    }
+}
