@@ -159,6 +159,7 @@ TEST(wait_all_completed)
     CHECK(!done[0] && done[1] && !done[2] && done[3] && done[4]);
     CHECK_EQ(nd, 3);
     CHECK_OK(mproc_event_set(&r.h[0].go));
+    CHECK_OK(mproc_future_result(fs[0], LONG_MS, NULL, NULL)); /* not a race with the wait */
     CHECK_TIMES_OUT(mproc_wait(fs, 5, 30, MPROC_ALL_COMPLETED, done, &nd), 30);
     CHECK(done[0] && !done[2]);
     CHECK_EQ(nd, 4);
