@@ -93,7 +93,7 @@ typedef struct mproc_executor_opts {
      * by a fresh process (Python's max_tasks_per_child); the others keep
      * serving meanwhile. 0: no limit. Thread executors: -EINVAL. */
     unsigned max_tasks_per_child;
-    unsigned flags;      /* MPROC_CANCEL_KILL */
+    unsigned flags;      /* MPROC_CANCEL_KILL, MPROC_JOBSERVER */
     /* MPROC_PROCESSES: how many bytes of address space a worker's tasks
      * may map beyond what the worker had when it started (its
      * initializer's allocations count against it). 0: no limit. A task
@@ -113,10 +113,45 @@ typedef struct mproc_executor_opts {
 #define MPROC_CANCEL_KILL 0x1u
 
 /*
+ * mproc_executor_opts.flags: share one CPU budget with the program's
+ * other processes and with `make -j`, through the GNU make jobserver
+ * protocol. A process executor then runs a task only while it holds a
+ * token of the shared pool: one per busy worker, the first being the
+ * process's own implicit token (the caller's thread is taken to wait
+ * meanwhile), each given back as soon as its task ends however it ends
+ * (result, crash, deadline, cancel, recycling, shutdown). With no token
+ * free, tasks stay pending; they start when another process (or make)
+ * frees one.
+ *
+ * The pool is the jobserver named in MAKEFLAGS (--jobserver-auth=R,W
+ * with descriptors inherited from make and open when the library was
+ * loaded, --jobserver-auth=fifo:PATH of make 4.4, or the old
+ * --jobserver-fds=R,W; the last such option counts); without a usable
+ * one, the first such executor of the program makes a pool of
+ * mproc_cpu_count() tokens and puts it in MAKEFLAGS
+ * ("-jN --jobserver-auth=fifo:/proc/<pid>/fd/<fd>", with
+ * MPROC_JOBSERVER_ID beside it), so processes started later in any way
+ * -- fork, forkserver, spawn, exec, nested executors, make 4.4 -- share
+ * it. That first mproc_executor_create calls setenv(): make it while no
+ * other thread reads the environment. Descendants that look for the
+ * pool after its creator has ended cannot open it and make their own.
+ * A process that dies holding tokens takes them with it (as with make).
+ * A make older than 4.4 does not understand the fifo form: do not pass
+ * that MAKEFLAGS to one. A fork server started before the pool was made
+ * (by an executor without the flag) keeps the old environment: nested
+ * executors in the workers it starts make pools of their own.
+ * Thread executors: -EINVAL (their tasks run in the caller's process,
+ * which has one token).
+ */
+#define MPROC_JOBSERVER 0x2u
+
+/*
  * mproc_executor_create - start an executor and its workers.
  * Errors: -EINVAL (NULL out, unknown kind, workers > 4096 -- 1024 for
- * processes --, MPROC_START_SPAWN for processes), -ENOMEM, -EAGAIN (the
- * system refused a thread or a process; nothing is left running).
+ * processes --, MPROC_START_SPAWN for processes, an unknown flag, a
+ * process-only flag on threads), -ENOMEM, -EAGAIN (the system refused a
+ * thread or a process; nothing is left running), -EMFILE (MPROC_JOBSERVER
+ * could not make its pool).
  */
 MPROC_API int mproc_executor_create(mproc_executor **out,
                                     const mproc_executor_opts *opts);

@@ -102,7 +102,8 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
         (opts->task_timeout_ms != 0 && !be->deadlines) ||
         (opts->max_tasks_per_child != 0 && !be->remote) ||
         (opts->worker_memory_limit != 0 && !be->remote) ||
-        (opts->flags & ~MPROC_CANCEL_KILL) || ((opts->flags & MPROC_CANCEL_KILL) && !be->remote))
+        (opts->flags & ~(MPROC_CANCEL_KILL | MPROC_JOBSERVER)) ||
+        ((opts->flags & (MPROC_CANCEL_KILL | MPROC_JOBSERVER)) && !be->remote))
         return -EINVAL;
     mproc_executor_opts o = *opts;
     if (o.workers == 0)

@@ -25,6 +25,14 @@
  * Shutdown. The dispatcher leaves once shutdown is set, no submit is in
  * flight, nothing is pending and no worker is busy; then it tells every
  * worker to quit and joins it. cancel_futures cancels what is pending.
+ *
+ * MPROC_JOBSERVER (exec/jobserver.h). A busy worker holds one token of
+ * the shared pool: the dispatcher takes it before giving an idle worker a
+ * task (token_take) and gives it back once the worker has no task any
+ * more, however that came about -- result collected, process died,
+ * killed for a deadline or a cancel, retired -- at one place in its loop
+ * (token_give), and for every worker when it leaves. With tasks pending
+ * and no token free it also polls the pool's descriptor.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +48,7 @@
 #include <unistd.h>
 
 #include "exec/exec_internal.h"
+#include "exec/jobserver.h"
 #include "os/atomic.h"
 #include "os/shmap.h"
 #include "os/sys.h"
@@ -92,6 +101,7 @@ struct pworker {
     bool retiring;      /* told to quit after max_tasks_per_child */
     bool cancel_killed; /* killed because cur was cancelled (CANCEL_KILL) */
     bool oom_retiring;  /* told to quit after a task ran out of memory */
+    bool token;         /* holds a jobserver token (MPROC_JOBSERVER) */
 };
 
 struct ppool {
@@ -102,6 +112,8 @@ struct ppool {
     unsigned max_tasks;     /* per worker process, 0: no limit */
     size_t mem_limit;       /* worker_memory_limit, 0: none */
     bool cancel_kill;       /* MPROC_CANCEL_KILL */
+    bool jobserver;         /* MPROC_JOBSERVER */
+    bool token_wait;        /* tasks wait for a jobserver token */
     unsigned init_failures; /* in a row, across workers */
     /* Counters (mproc_executor_stats): written by the dispatcher only,
      * except `queued` (under qlock); read with relaxed loads. */
@@ -529,6 +541,30 @@ static void enforce_deadline(struct pworker *w)
     }
 }
 
+/* May idle worker w take a task? Always without MPROC_JOBSERVER; with
+ * it, once it holds a token. A pool that fails (a read error) is not
+ * waited for: tasks then run without tokens rather than never. */
+static bool token_take(struct ppool *pp, struct pworker *w)
+{
+    if (!pp->jobserver || w->token)
+        return true;
+    if (pending_empty(pp))
+        return false; /* nothing to run: take no token */
+    int rc = mproc__jobserver_try_acquire();
+    w->token = rc > 0;
+    pp->token_wait = rc == 0;
+    return rc != 0;
+}
+
+/* w runs no task (any more): its token goes back to the pool. */
+static void token_give(struct pworker *w)
+{
+    if (w->token) {
+        w->token = false;
+        mproc__jobserver_release();
+    }
+}
+
 static bool time_to_leave(struct ppool *pp)
 {
     if (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) ||
@@ -544,7 +580,7 @@ static void *dispatcher_main(void *arg)
 {
     struct ppool *pp = arg;
     unsigned n = pp->base.nworkers;
-    struct pollfd *pfd = calloc(n + 1, sizeof *pfd);
+    struct pollfd *pfd = calloc(n + 2, sizeof *pfd);
     if (!pfd) /* cannot watch: fail everything rather than hang */
         mproc__store_relaxed(&pp->base.broken, 1);
     for (;;) {
@@ -561,17 +597,22 @@ static void *dispatcher_main(void *arg)
             }
         }
         /* Hand pending tasks to idle workers. */
+        pp->token_wait = false;
         for (unsigned i = 0; i < n; i++) {
             struct pworker *w = &pp->w[i];
             if (w->cur || !w->proc || !mproc__load_acquire(&w->mb->ready) ||
                 mproc__load_acquire(&w->mb->state) != MB_IDLE)
                 continue;
             pp->init_failures = 0; /* a worker started fine */
+            if (!token_take(pp, w))
+                break;
             mproc_future *f;
             while ((f = pending_pop(pp)) && !mproc__future_claim(f))
                 mproc_future_release(f); /* cancelled while pending */
-            if (!f)
+            if (!f) {
+                token_give(w);
                 break;
+            }
             assign(w, f);
         }
         if (time_to_leave(pp) || !pfd)
@@ -581,9 +622,12 @@ static void *dispatcher_main(void *arg)
             pfd[i + 1] = (struct pollfd){
                 .fd = pp->w[i].proc ? mproc__process_wait_fd(pp->w[i].proc) : -1,
                 .events = POLLIN };
+        pfd[n + 1] = (struct pollfd){ .fd = pp->token_wait ? mproc__jobserver_fd() : -1,
+                                      .events = POLLIN };
         /* A replacement that could not start is tried again in 100 ms;
-         * deadlines are looked at in time. */
-        if (poll(pfd, n + 1, poll_ms(pp)) < 0 && errno != EINTR)
+         * deadlines are looked at in time; a token freed by this process
+         * (not through the pool's pipe) is seen within 100 ms. */
+        if (poll(pfd, n + 2, poll_ms(pp)) < 0 && errno != EINTR)
             continue;
         if (pfd[0].revents) {
             uint64_t v;
@@ -604,6 +648,8 @@ static void *dispatcher_main(void *arg)
                      !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) &&
                      mproc__now() >= w->restart_at)
                 worker_start(pp, w);
+            if (!w->cur)
+                token_give(w);
         }
     }
     /* Nothing left to run: let every worker go. */
@@ -627,6 +673,8 @@ static void *dispatcher_main(void *arg)
         mproc_process_destroy(w->proc);
         w->proc = NULL;
     }
+    for (unsigned i = 0; i < n; i++)
+        token_give(&pp->w[i]);
     free(pfd);
     return NULL;
 }
@@ -697,9 +745,12 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     pp->max_tasks = opts->max_tasks_per_child;
     pp->mem_limit = opts->worker_memory_limit;
     pp->cancel_kill = (opts->flags & MPROC_CANCEL_KILL) != 0;
+    pp->jobserver = (opts->flags & MPROC_JOBSERVER) != 0;
     pp->qlock = MPROC__MUTEX_INIT;
     pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = pp->evfd >= 0 ? 0 : -errno;
+    if (rc == 0 && pp->jobserver) /* before the fork server copies the environment */
+        rc = mproc__jobserver_init();
     if (rc == 0 && pp->start == MPROC_START_FORKSERVER)
         rc = mproc_forkserver_start();
     if (rc == 0) {
