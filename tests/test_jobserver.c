@@ -675,3 +675,15 @@ TEST_T(make_j3_caps_every_recipe_together, 60)
     CHECK_OK(unlink(err));
     CHECK_OK(rmdir(dir));
 }
+
+TEST_T(info_says_the_executor_shares_the_pool, 20)
+{
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .flags = MPROC_JOBSERVER }));
+    mproc_executor_details d;
+    CHECK_OK(mproc_executor_info(ex, &d));
+    CHECK(d.jobserver);
+    mproc_executor_destroy(ex);
+}

@@ -237,6 +237,7 @@ TEST(info_says_how_memory_is_limited)
     CHECK_EQ(d.memory_limit, MPROC_MEMLIMIT_RLIMIT_AS);
     CHECK(strcmp(d.memory_limit_how, "RLIMIT_AS") == 0);
     CHECK(strcmp(d.name, "mproc") == 0);
+    CHECK(!d.jobserver);
     mproc_executor_destroy(ex);
 
     CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_THREADS,

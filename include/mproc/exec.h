@@ -196,12 +196,14 @@ typedef struct mproc_executor_details {
     size_t worker_memory_limit;           /* as configured, 0: none */
     mproc_memory_limit_kind memory_limit; /* how it is enforced */
     const char *memory_limit_how;         /* "none" or "RLIMIT_AS": static text */
+    bool jobserver;                       /* tasks hold jobserver tokens (MPROC_JOBSERVER) */
     char name[32];                        /* the workers' name prefix */
 } mproc_executor_details;
 
 /*
  * mproc_executor_info - describe ex in *out: its kind, workers, start
- * method and how its workers' memory limit is enforced. Returns 0 or
+ * method, how its workers' memory limit is enforced, and whether it
+ * shares a jobserver's CPU budget. Returns 0 or
  * -EINVAL (NULL ex or out). Thread-safe.
  */
 MPROC_API int mproc_executor_info(const mproc_executor *ex, mproc_executor_details *out);

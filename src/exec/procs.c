@@ -809,6 +809,7 @@ static void procs_info(const mproc_executor *ex, mproc_executor_details *out)
     const struct ppool *pp = (const struct ppool *)ex;
     out->start = pp->start;
     out->worker_memory_limit = pp->mem_limit;
+    out->jobserver = pp->jobserver;
     if (pp->mem_limit) {
         out->memory_limit = MPROC_MEMLIMIT_RLIMIT_AS;
         out->memory_limit_how = "RLIMIT_AS";
