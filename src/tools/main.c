@@ -22,6 +22,7 @@ static const mproc__command commands[] = {
       mproc__bench_main, mproc__bench_usage },
     { "lab", "the claims of the notes, each measured here with a verdict",
       mproc__lab_main, mproc__lab_usage },
+    { "ps", "processes and threads, once (table or JSON)", mproc__ps_main, mproc__ps_usage },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
