@@ -23,6 +23,7 @@ static const mproc__command commands[] = {
     { "lab", "the claims of the notes, each measured here with a verdict",
       mproc__lab_main, mproc__lab_usage },
     { "ps", "processes and threads, once (table or JSON)", mproc__ps_main, mproc__ps_usage },
+    { "top", "processes and threads, live (a mini-htop)", mproc__top_main, mproc__top_usage },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -37,9 +37,11 @@ void mproc__bench_usage(FILE *out);
 int mproc__lab_main(int argc, char **argv);
 void mproc__lab_usage(FILE *out);
 
-/* `mproc ps` (ps.c; /proc in procfs.h). */
+/* `mproc ps` and `mproc top` (ps.c, top.c; /proc in procfs.h). */
 int mproc__ps_main(int argc, char **argv);
 void mproc__ps_usage(FILE *out);
+int mproc__top_main(int argc, char **argv);
+void mproc__top_usage(FILE *out);
 
 /* ---- Amdahl's law (amdahl.c) -------------------------------------- */
 
