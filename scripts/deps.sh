@@ -2,9 +2,10 @@
 # scripts/deps.sh [DEBIAN_PACKAGE...]
 #
 # Makes sure what building and testing mproc needs is installed: cmake, gcc
-# (with its sanitizer runtimes), make, pkg-config, python3 and the C library
-# headers. Extra Debian package names given as arguments are ensured too
-# (e.g. `scripts/deps.sh libglib2.0-dev` from a benchmark script).
+# (with its sanitizer runtimes), make, pkg-config, python3, the C library
+# headers, and tmux (the tests drive `mproc top` in a real terminal with
+# it). Extra Debian package names given as arguments are ensured too (e.g.
+# `scripts/deps.sh libglib2.0-dev` from a benchmark script).
 #
 # When everything is present it only looks and returns (quick, idempotent).
 # When something is missing:
@@ -22,6 +23,7 @@ needs=(
     "pkg-config|pkgconf"
     "python3|python3"
     "/usr/include/stdio.h|libc6-dev"
+    "tmux|tmux"
 )
 
 missing=()
