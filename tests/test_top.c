@@ -7,8 +7,9 @@
  * names itself with prctl(PR_SET_NAME), so the test knows what /proc must
  * say about it.
  *
- * The JSON is checked by a small strict parser (RFC 8259) below, which
- * also decodes it, so field values are compared, not searched for. The
+ * The JSON is read with the suites' strict reader (tests/json.h), after
+ * a check that it is UTF-8, so field values are compared, not searched
+ * for. The
  * live screen of `mproc top` is driven in a real terminal: a detached
  * tmux session of fixed size on a private socket (send-keys,
  * capture-pane); those tests skip, saying so, when tmux is not installed
@@ -34,7 +35,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmdrun.h"
 #include "helpers.h"
+#include "json.h"
 #include "runner.h"
 #include "tools/procfs.h"
 
@@ -42,448 +45,57 @@
 #error "MPROC_BIN (the path of the built mproc command) must be defined"
 #endif
 
-/* ------------------------------------------------------------------ */
-/* running a command                                                   */
-/* ------------------------------------------------------------------ */
-
-struct result {
-    int status; /* exit status, or 128 + signal */
-    char *out;
-    char *err;
-};
-
-struct exec_args {
-    const char *file;
-    char *const *argv;
-    int in, out, err;
-};
-
-static int exec_child(void *arg)
-{
-    const struct exec_args *a = arg;
-    if (dup2(a->in, STDIN_FILENO) < 0 || dup2(a->out, STDOUT_FILENO) < 0 ||
-        dup2(a->err, STDERR_FILENO) < 0)
-        return 126;
-    execvp(a->file, a->argv);
-    return 127;
-}
-
-static FILE *temp_file(void)
-{
-    FILE *f = tmpfile();
-    CHECK_MSG(f != NULL, "tmpfile: %s", strerror(errno));
-    return f;
-}
-
-static char *slurp(FILE *f)
-{
-    long size = (long)lseek(fileno(f), 0, SEEK_END);
-    CHECK(size >= 0 && lseek(fileno(f), 0, SEEK_SET) == 0);
-    char *buf = malloc((size_t)size + 1);
-    CHECK(buf != NULL);
-    size_t got = 0;
-    while (got < (size_t)size) {
-        ssize_t n = read(fileno(f), buf + got, (size_t)size - got);
-        CHECK(n > 0);
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    return buf;
-}
-
-/* Run file with argv (NULL-terminated) and an empty stdin; wait at most
- * 60 s. */
-static struct result run_with(const char *file, char *const *argv)
-{
-    FILE *in = temp_file(), *out = temp_file(), *err = temp_file();
-    struct exec_args a = { file, argv, fileno(in), fileno(out), fileno(err) };
-    pid_t pid = test_fork(exec_child, &a);
-    int status = test_wait(pid, 60000);
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        CHECK_MSG(0, "%s %s did not finish within 60 s", file, argv[1] ? argv[1] : "");
-    }
-    struct result r = { .status = -1, .out = slurp(out), .err = slurp(err) };
-    fclose(in);
-    fclose(out);
-    fclose(err);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return r;
-}
-
-#define MPROC(...) run_with(MPROC_BIN, (char *const[]){ MPROC_BIN, __VA_ARGS__, NULL })
-
-static void result_free(struct result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect_status(const struct result *r, int want)
-{
-    CHECK_MSG(r->status == want, "exit status %d, want %d\nstdout:\n%s\nstderr:\n%s",
-              r->status, want, r->out, r->err);
-}
-
-static void expect_has(const char *text, const char *what, const char *where)
-{
-    CHECK_MSG(strstr(text, what) != NULL, "no \"%s\" in %s:\n%s", what, where, text);
-}
+#define MPROC(...) \
+    run_with(MPROC_BIN, (char *const[]){ MPROC_BIN, __VA_ARGS__, NULL }, "")
 
 /* ------------------------------------------------------------------ */
-/* a strict JSON parser (RFC 8259), for checking and reading output    */
+/* reading the JSON (tests/json.h)                                     */
 /* ------------------------------------------------------------------ */
 
-typedef struct jv {
-    char type;     /* 'n'ull, 'b'ool, 'd' number, 's'tring, 'a'rray, 'o'bject */
-    bool b;
-    double num;
-    char *s;       /* string: decoded UTF-8, NUL-terminated; slen bytes */
-    size_t slen;
-    struct jv *items; /* array items, object values */
-    char **keys;      /* object keys */
-    size_t n;
-} jv;
-
-struct jparser {
-    const char *p;
-    const char *error; /* the first error, or NULL */
-};
-
-static void jfree(jv *v)
+/* The JSON reader takes raw bytes in strings as they come; a document
+ * must also be valid UTF-8 (RFC 8259, section 8.1). Returns the offset
+ * of the first bad byte, or -1. */
+static long bad_utf8_at(const char *text)
 {
-    free(v->s);
-    for (size_t i = 0; i < v->n; i++) {
-        jfree(&v->items[i]);
-        if (v->keys != NULL)
-            free(v->keys[i]);
-    }
-    free(v->items);
-    free(v->keys);
-    *v = (jv){ .type = 'n' };
-}
-
-static bool jerror(struct jparser *j, const char *what)
-{
-    if (j->error == NULL)
-        j->error = what;
-    return false;
-}
-
-static void jspace(struct jparser *j)
-{
-    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
-        j->p++;
-}
-
-static bool jdigits(struct jparser *j)
-{
-    if (!isdigit((unsigned char)*j->p))
-        return false;
-    while (isdigit((unsigned char)*j->p))
-        j->p++;
-    return true;
-}
-
-static bool jnumber(struct jparser *j, jv *out)
-{
-    const char *start = j->p;
-    if (*j->p == '-')
-        j->p++;
-    if (*j->p == '0')
-        j->p++;
-    else if (!jdigits(j))
-        return jerror(j, "bad number");
-    if (*j->p == '.') {
-        j->p++;
-        if (!jdigits(j))
-            return jerror(j, "bad fraction");
-    }
-    if (*j->p == 'e' || *j->p == 'E') {
-        j->p++;
-        if (*j->p == '+' || *j->p == '-')
-            j->p++;
-        if (!jdigits(j))
-            return jerror(j, "bad exponent");
-    }
-    out->type = 'd';
-    out->num = strtod(start, NULL);
-    return true;
-}
-
-static void jput(char **buf, size_t *len, size_t *cap, const char *bytes, size_t n)
-{
-    if (*len + n + 1 > *cap) {
-        *cap = (*len + n + 1) * 2;
-        *buf = realloc(*buf, *cap);
-        CHECK(*buf != NULL);
-    }
-    memcpy(*buf + *len, bytes, n);
-    *len += n;
-    (*buf)[*len] = '\0';
-}
-
-static int jhex4(const char *p)
-{
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* Code point cp as UTF-8 into u; returns the length. */
-static size_t jutf8(unsigned cp, char *u)
-{
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        u[0] = (char)(0xC0 | cp >> 6);
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | cp >> 12);
-        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    u[0] = (char)(0xF0 | cp >> 18);
-    u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    u[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* The length of the well-formed UTF-8 sequence at p, or 0. */
-static size_t jutf8_len(const unsigned char *p)
-{
-    unsigned c = p[0], cp;
-    size_t n;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        n = 2, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0)
-        n = 3, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    static const unsigned min[] = { 0, 0, 0x80, 0x800, 0x10000 };
-    if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-static bool jstring(struct jparser *j, char **s, size_t *slen)
-{
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    jput(&buf, &len, &cap, "", 0);
-    j->p++; /* the opening quote */
-    for (;;) {
-        unsigned char c = (unsigned char)*j->p;
-        if (c == '"') {
-            j->p++;
-            break;
-        }
-        if (c < 0x20) {
-            free(buf);
-            return jerror(j, c == 0 ? "unterminated string" : "raw control character in string");
-        }
-        if (c != '\\') {
-            size_t n = jutf8_len((const unsigned char *)j->p);
-            if (n == 0) {
-                free(buf);
-                return jerror(j, "invalid UTF-8 in string");
-            }
-            jput(&buf, &len, &cap, j->p, n);
-            j->p += n;
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; s[i] != '\0';) {
+        unsigned c = s[i], cp;
+        size_t n;
+        if (c < 0x80) {
+            i++;
             continue;
         }
-        char e = j->p[1];
-        const char *simple = strchr("\"\\/bfnrt", e);
-        if (e != '\0' && simple != NULL) {
-            static const char decoded[] = "\"\\/\b\f\n\r\t";
-            jput(&buf, &len, &cap, &decoded[simple - "\"\\/bfnrt"], 1);
-            j->p += 2;
-            continue;
+        if ((c & 0xE0) == 0xC0)
+            n = 2, cp = c & 0x1F;
+        else if ((c & 0xF0) == 0xE0)
+            n = 3, cp = c & 0x0F;
+        else if ((c & 0xF8) == 0xF0)
+            n = 4, cp = c & 0x07;
+        else
+            return (long)i;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return (long)i;
+            cp = cp << 6 | (s[i + k] & 0x3F);
         }
-        if (e != 'u' || jhex4(j->p + 2) < 0) {
-            free(buf);
-            return jerror(j, "bad escape");
-        }
-        unsigned cp = (unsigned)jhex4(j->p + 2);
-        j->p += 6;
-        if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            free(buf);
-            return jerror(j, "lone low surrogate");
-        }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            int lo = j->p[0] == '\\' && j->p[1] == 'u' ? jhex4(j->p + 2) : -1;
-            if (lo < 0xDC00 || lo > 0xDFFF) {
-                free(buf);
-                return jerror(j, "lone high surrogate");
-            }
-            cp = 0x10000 + ((cp - 0xD800) << 10) + ((unsigned)lo - 0xDC00);
-            j->p += 6;
-        }
-        char u[4];
-        jput(&buf, &len, &cap, u, jutf8(cp, u));
+        static const unsigned min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+        if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return (long)i;
+        i += n;
     }
-    *s = buf;
-    *slen = len;
-    return true;
-}
-
-static bool jvalue(struct jparser *j, jv *out, int depth);
-
-/* Items of an array or members of an object, after the opening bracket. */
-static bool jcontainer(struct jparser *j, jv *out, int depth, bool object)
-{
-    size_t cap = 0;
-    out->type = object ? 'o' : 'a';
-    j->p++;
-    jspace(j);
-    if (*j->p == (object ? '}' : ']')) {
-        j->p++;
-        return true;
-    }
-    for (;;) {
-        if (out->n == cap) {
-            cap = cap == 0 ? 8 : 2 * cap;
-            out->items = realloc(out->items, cap * sizeof *out->items);
-            CHECK(out->items != NULL);
-            if (object) {
-                out->keys = realloc(out->keys, cap * sizeof *out->keys);
-                CHECK(out->keys != NULL);
-            }
-        }
-        jv *item = &out->items[out->n];
-        *item = (jv){ .type = 'n' };
-        if (object) {
-            jspace(j);
-            size_t klen;
-            if (*j->p != '"')
-                return jerror(j, "object key is not a string");
-            if (!jstring(j, &out->keys[out->n], &klen))
-                return false;
-            out->n++; /* owned from here on, for jfree */
-            jspace(j);
-            if (*j->p != ':')
-                return jerror(j, "no ':' after a key");
-            j->p++;
-        } else {
-            out->n++;
-        }
-        if (!jvalue(j, item, depth + 1))
-            return false;
-        jspace(j);
-        if (*j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (*j->p == (object ? '}' : ']')) {
-            j->p++;
-            return true;
-        }
-        return jerror(j, object ? "no ',' or '}' in object" : "no ',' or ']' in array");
-    }
-}
-
-static bool jvalue(struct jparser *j, jv *out, int depth)
-{
-    *out = (jv){ .type = 'n' };
-    if (depth > 64)
-        return jerror(j, "nested too deep");
-    jspace(j);
-    char c = *j->p;
-    if (c == '{' || c == '[')
-        return jcontainer(j, out, depth, c == '{');
-    if (c == '"') {
-        out->type = 's';
-        return jstring(j, &out->s, &out->slen);
-    }
-    if (c == '-' || isdigit((unsigned char)c))
-        return jnumber(j, out);
-    static const struct { const char *word; char type; bool b; } words[] = {
-        { "true", 'b', true }, { "false", 'b', false }, { "null", 'n', false } };
-    for (size_t i = 0; i < 3; i++)
-        if (strncmp(j->p, words[i].word, strlen(words[i].word)) == 0) {
-            j->p += strlen(words[i].word);
-            out->type = words[i].type;
-            out->b = words[i].b;
-            return true;
-        }
-    return jerror(j, "unexpected character");
-}
-
-/* Parse the whole of text as one JSON value into *out; on failure, say
- * where (the test fails). */
-static void jparse(const char *text, jv *out)
-{
-    struct jparser j = { .p = text, .error = NULL };
-    bool ok = jvalue(&j, out, 0);
-    if (ok) {
-        jspace(&j);
-        if (*j.p != '\0')
-            ok = jerror(&j, "text after the value");
-    }
-    if (!ok) {
-        jfree(out);
-        CHECK_MSG(0, "invalid JSON (%s) at byte %zu: \"%.40s\"\nwhole text:\n%s", j.error,
-                  (size_t)(j.p - text), j.p, text);
-    }
-}
-
-/* Member `key` of object o, or NULL. */
-static const jv *jget(const jv *o, const char *key)
-{
-    CHECK_MSG(o->type == 'o', "not an object (looking for \"%s\")", key);
-    for (size_t i = 0; i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0)
-            return &o->items[i];
-    return NULL;
-}
-
-static double jnum(const jv *o, const char *key)
-{
-    const jv *v = jget(o, key);
-    CHECK_MSG(v != NULL && v->type == 'd', "\"%s\" is not a number", key);
-    return v->num;
-}
-
-static const char *jstr(const jv *o, const char *key)
-{
-    const jv *v = jget(o, key);
-    CHECK_MSG(v != NULL && v->type == 's', "\"%s\" is not a string", key);
-    return v->s;
+    return -1;
 }
 
 /* The process with this pid in an array of process objects, or NULL;
- * fails the test if it is there twice. */
-static const jv *jproc(const jv *arr, pid_t pid, size_t *index)
+ * fails the test if it is there twice. *index: where. */
+static const json *jproc(const json *arr, pid_t pid, size_t *index)
 {
-    CHECK_MSG(arr->type == 'a', "not an array of processes");
-    const jv *found = NULL;
+    CHECK_MSG(arr->kind == J_ARRAY, "not an array of processes");
+    const json *found = NULL;
     for (size_t i = 0; i < arr->n; i++)
-        if (jnum(&arr->items[i], "pid") == (double)pid) {
+        if (json_num(arr->items[i], "pid") == (double)pid) {
             CHECK_MSG(found == NULL, "pid %d listed twice", (int)pid);
-            found = &arr->items[i];
+            found = arr->items[i];
             if (index != NULL)
                 *index = i;
         }
@@ -491,53 +103,47 @@ static const jv *jproc(const jv *arr, pid_t pid, size_t *index)
 }
 
 /* Every field each process object must have, with its type. */
-static void check_proc_fields(const jv *p)
+static void check_proc_fields(const json *p)
 {
     static const char *const numbers[] = { "pid", "ppid", "threads", "rss_kib", "nice" };
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
-        (void)jnum(p, numbers[i]);
-    CHECK(strlen(jstr(p, "state")) == 1);
-    (void)jstr(p, "name");
-    (void)jstr(p, "user");
-    const jv *cpu = jget(p, "cpu_percent"), *uid = jget(p, "uid");
-    CHECK(cpu != NULL && (cpu->type == 'd' || cpu->type == 'n'));
-    CHECK(uid != NULL && (uid->type == 'd' || uid->type == 'n'));
+        (void)json_num(p, numbers[i]);
+    CHECK(strlen(json_str(p, "state")) == 1);
+    (void)json_str(p, "name");
+    (void)json_str(p, "user");
+    const json *cpu = json_at(p, "cpu_percent"), *uid = json_at(p, "uid");
+    CHECK(cpu != NULL && (cpu->kind == J_NUMBER || cpu->kind == J_NULL));
+    CHECK(uid != NULL && (uid->kind == J_NUMBER || uid->kind == J_NULL));
+}
+
+/* Parse a document mproc printed: valid UTF-8, valid JSON. */
+static json *parse_output(const char *text)
+{
+    long bad = bad_utf8_at(text);
+    CHECK_MSG(bad < 0, "not UTF-8 at byte %ld of:\n%s", bad, text);
+    return json_parse(text);
 }
 
 /* Run mproc with these arguments (one of them --json), which must
- * succeed quietly; parse stdout into *out. */
-#define MPROC_JSON(out, ...) \
-    mproc_json((out), (char *const[]){ MPROC_BIN, __VA_ARGS__, NULL })
-static void mproc_json(jv *out, char *const *argv)
+ * succeed quietly; the document it printed. */
+#define MPROC_JSON(...) mproc_json((char *const[]){ MPROC_BIN, __VA_ARGS__, NULL })
+static json *mproc_json(char *const *argv)
 {
-    struct result r = run_with(MPROC_BIN, argv);
+    struct result r = run_with(MPROC_BIN, argv, "");
     expect_status(&r, 0);
     CHECK_MSG(r.err[0] == '\0', "stderr not empty:\n%s", r.err);
-    jparse(r.out, out);
+    json *v = parse_output(r.out);
     result_free(&r);
+    return v;
 }
 
-TEST(top_json_checker_itself)
+TEST(top_utf8_check_itself)
 {
-    /* The checker must reject what is not JSON, or the tests prove nothing. */
-    const char *bad[] = { "", "[", "[1,]", "{\"a\" 1}", "{'a': 1}", "[01]", "[1.]",
-                          "\"\x01\"", "\"\\x\"", "\"\\ud800\"", "[\"\xff\"]", "[] []",
-                          "{\"a\": nul}", "[-]" };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct jparser j = { .p = bad[i], .error = NULL };
-        jv v;
-        bool ok = jvalue(&j, &v, 0);
-        jspace(&j);
-        CHECK_MSG(!ok || *j.p != '\0', "accepted bad JSON: %s", bad[i]);
-        jfree(&v);
-    }
-    jv v;
-    jparse(" {\"a\": [1, -2.5e3, true, null, \"x\\u00e9\\ud83d\\ude00\\n\"], \"b\": {}} ", &v);
-    const jv *a = jget(&v, "a");
-    CHECK(a != NULL && a->type == 'a' && a->n == 5);
-    CHECK(a->items[1].num == -2500.0 && a->items[2].b && a->items[3].type == 'n');
-    CHECK(strcmp(a->items[4].s, "x\xc3\xa9\xf0\x9f\x98\x80\n") == 0);
-    jfree(&v);
+    CHECK(bad_utf8_at("plain \xc3\xa9 \xf0\x9f\x98\x80") == -1);
+    CHECK(bad_utf8_at("a\xff") == 1);
+    CHECK(bad_utf8_at("\xc0\xaf") == 0);     /* overlong */
+    CHECK(bad_utf8_at("\xed\xa0\x80") == 0); /* a surrogate */
+    CHECK(bad_utf8_at("ab\xe2\x82") == 2);    /* cut short */
 }
 
 /* ------------------------------------------------------------------ */
@@ -814,38 +420,36 @@ TEST(ps_json_finds_sleeping_child)
     my_user(user, sizeof user);
 
     /* Everything: the kid is there once, and every object is whole. */
-    jv all;
-    MPROC_JSON(&all, "ps", "--json");
-    CHECK(all.type == 'a' && all.n >= 3);
-    for (size_t i = 0; i < all.n; i++)
-        check_proc_fields(&all.items[i]);
-    const jv *p = jproc(&all, k.pid, NULL);
+    json *all = MPROC_JSON("ps", "--json");
+    CHECK(all->kind == J_ARRAY && all->n >= 3);
+    for (size_t i = 0; i < all->n; i++)
+        check_proc_fields(all->items[i]);
+    const json *p = jproc(all, k.pid, NULL);
     CHECK_MSG(p != NULL, "kid %d not in `mproc ps --json`", (int)k.pid);
-    CHECK(jproc(&all, getpid(), NULL) != NULL);
-    jfree(&all);
+    CHECK(jproc(all, getpid(), NULL) != NULL);
+    json_free(all);
 
     /* Just the kid. */
-    jv one;
-    MPROC_JSON(&one, "ps", "--json", "--pid", pid_text(k.pid, pid, sizeof pid));
-    CHECK_MSG(one.type == 'a' && one.n == 1, "--pid %d gave %zu processes", (int)k.pid, one.n);
-    p = &one.items[0];
-    CHECK_EQ(jnum(p, "pid"), k.pid);
-    CHECK_EQ(jnum(p, "ppid"), getpid());
-    CHECK_MSG(strcmp(jstr(p, "name"), name) == 0, "name %s, want %s", jstr(p, "name"), name);
-    CHECK_MSG(strcmp(jstr(p, "state"), "S") == 0, "state %s, want S", jstr(p, "state"));
-    CHECK_EQ(jnum(p, "threads"), task_count(k.pid));
-    CHECK_EQ(jnum(p, "uid"), geteuid());
-    CHECK_MSG(strcmp(jstr(p, "user"), user) == 0, "user %s, want %s", jstr(p, "user"), user);
-    CHECK(jnum(p, "rss_kib") > 0);
+    json *one = MPROC_JSON("ps", "--json", "--pid", pid_text(k.pid, pid, sizeof pid));
+    CHECK_MSG(one->kind == J_ARRAY && one->n == 1, "--pid %d gave %zu processes", (int)k.pid, one->n);
+    p = one->items[0];
+    CHECK_EQ(json_num(p, "pid"), k.pid);
+    CHECK_EQ(json_num(p, "ppid"), getpid());
+    CHECK_MSG(strcmp(json_str(p, "name"), name) == 0, "name %s, want %s", json_str(p, "name"), name);
+    CHECK_MSG(strcmp(json_str(p, "state"), "S") == 0, "state %s, want S", json_str(p, "state"));
+    CHECK_EQ(json_num(p, "threads"), task_count(k.pid));
+    CHECK_EQ(json_num(p, "uid"), geteuid());
+    CHECK_MSG(strcmp(json_str(p, "user"), user) == 0, "user %s, want %s", json_str(p, "user"), user);
+    CHECK(json_num(p, "rss_kib") > 0);
     /* Asleep on a pipe the whole time: no CPU at all. */
-    CHECK_MSG(jnum(p, "cpu_percent") == 0.0, "cpu_percent %.1f", jnum(p, "cpu_percent"));
-    CHECK(jget(p, "threads_list") == NULL && jget(p, "depth") == NULL);
-    jfree(&one);
+    CHECK_MSG(json_num(p, "cpu_percent") == 0.0, "cpu_percent %.1f", json_num(p, "cpu_percent"));
+    CHECK(json_at(p, "threads_list") == NULL && json_at(p, "depth") == NULL);
+    json_free(one);
 
     /* --no-cpu: null, not a made-up 0. */
-    MPROC_JSON(&one, "ps", "--json", "--no-cpu", "--pid", pid);
-    CHECK(one.n == 1 && jget(&one.items[0], "cpu_percent")->type == 'n');
-    jfree(&one);
+    one = MPROC_JSON("ps", "--json", "--no-cpu", "--pid", pid);
+    CHECK(one->n == 1 && json_at(one->items[0], "cpu_percent")->kind == J_NULL);
+    json_free(one);
     stop_kid(&k);
 }
 
@@ -856,23 +460,21 @@ TEST(ps_json_finds_zombie)
     pid_t z = make_zombie(name);
     pid_text(z, pid, sizeof pid);
 
-    jv one;
-    MPROC_JSON(&one, "ps", "--json", "--pid", pid);
-    CHECK_MSG(one.n == 1, "--pid %d gave %zu processes", (int)z, one.n);
-    CHECK_MSG(strcmp(jstr(&one.items[0], "state"), "Z") == 0, "state %s, want Z",
-              jstr(&one.items[0], "state"));
-    CHECK_EQ(jnum(&one.items[0], "ppid"), getpid());
-    CHECK(strcmp(jstr(&one.items[0], "name"), name) == 0);
-    CHECK_EQ(jnum(&one.items[0], "rss_kib"), 0);
-    jfree(&one);
+    json *one = MPROC_JSON("ps", "--json", "--pid", pid);
+    CHECK_MSG(one->n == 1, "--pid %d gave %zu processes", (int)z, one->n);
+    CHECK_MSG(strcmp(json_str(one->items[0], "state"), "Z") == 0, "state %s, want Z",
+              json_str(one->items[0], "state"));
+    CHECK_EQ(json_num(one->items[0], "ppid"), getpid());
+    CHECK(strcmp(json_str(one->items[0], "name"), name) == 0);
+    CHECK_EQ(json_num(one->items[0], "rss_kib"), 0);
+    json_free(one);
 
     /* --state Z lists it, and only zombies. */
-    jv zs;
-    MPROC_JSON(&zs, "ps", "--json", "--no-cpu", "--state", "Z");
-    CHECK_MSG(jproc(&zs, z, NULL) != NULL, "zombie %d not in --state Z", (int)z);
-    for (size_t i = 0; i < zs.n; i++)
-        CHECK(strcmp(jstr(&zs.items[i], "state"), "Z") == 0);
-    jfree(&zs);
+    json *zs = MPROC_JSON("ps", "--json", "--no-cpu", "--state", "Z");
+    CHECK_MSG(jproc(zs, z, NULL) != NULL, "zombie %d not in --state Z", (int)z);
+    for (size_t i = 0; i < zs->n; i++)
+        CHECK(strcmp(json_str(zs->items[i], "state"), "Z") == 0);
+    json_free(zs);
 
     /* The table says <defunct>, as ps does. */
     struct result r = MPROC("ps", "--no-cpu", "--pid", pid);
@@ -884,9 +486,9 @@ TEST(ps_json_finds_zombie)
 
     /* Reaped: gone. */
     reap(z);
-    MPROC_JSON(&one, "ps", "--json", "--no-cpu", "--pid", pid);
-    CHECK_MSG(one.type == 'a' && one.n == 0, "reaped zombie still listed");
-    jfree(&one);
+    one = MPROC_JSON("ps", "--json", "--no-cpu", "--pid", pid);
+    CHECK_MSG(one->kind == J_ARRAY && one->n == 0, "reaped zombie still listed");
+    json_free(one);
 }
 
 TEST(ps_threads_lists_the_childs_thread)
@@ -897,46 +499,45 @@ TEST(ps_threads_lists_the_childs_thread)
     struct kid k = start_kid((struct kid_args){ .name = name, .thread_name = tname });
     pid_text(k.pid, pid, sizeof pid);
 
-    jv one;
-    MPROC_JSON(&one, "ps", "--json", "-T", "--pid", pid);
-    CHECK(one.n == 1);
-    const jv *p = &one.items[0];
+    json *one = MPROC_JSON("ps", "--json", "-T", "--pid", pid);
+    CHECK(one->n == 1);
+    const json *p = one->items[0];
     /* Two threads, or three where a sanitizer runs one of its own. */
     int tasks = task_count(k.pid);
     CHECK(tasks >= 2);
-    CHECK_EQ(jnum(p, "threads"), tasks);
-    const jv *list = jget(p, "threads_list");
-    CHECK_MSG(list != NULL && list->type == 'a' && list->n == (size_t)tasks,
+    CHECK_EQ(json_num(p, "threads"), tasks);
+    const json *list = json_at(p, "threads_list");
+    CHECK_MSG(list != NULL && list->kind == J_ARRAY && list->n == (size_t)tasks,
               "threads_list of %zu, want %d", list != NULL ? list->n : 0, tasks);
     /* The main thread (tid = pid) under the kid's name, and the thread
      * the kid started under its own. */
-    const jv *main_thread = NULL, *worker = NULL;
+    const json *main_thread = NULL, *worker = NULL;
     for (size_t i = 0; i < list->n; i++) {
-        if (jnum(&list->items[i], "tid") == (double)k.pid)
-            main_thread = &list->items[i];
-        if (strcmp(jstr(&list->items[i], "name"), tname) == 0)
-            worker = &list->items[i];
-        (void)jnum(&list->items[i], "cpu_percent");
+        if (json_num(list->items[i], "tid") == (double)k.pid)
+            main_thread = list->items[i];
+        if (strcmp(json_str(list->items[i], "name"), tname) == 0)
+            worker = list->items[i];
+        (void)json_num(list->items[i], "cpu_percent");
         if (i > 0)
-            CHECK(jnum(&list->items[i - 1], "tid") < jnum(&list->items[i], "tid"));
+            CHECK(json_num(list->items[i - 1], "tid") < json_num(list->items[i], "tid"));
     }
-    CHECK_MSG(main_thread != NULL && strcmp(jstr(main_thread, "name"), name) == 0,
+    CHECK_MSG(main_thread != NULL && strcmp(json_str(main_thread, "name"), name) == 0,
               "no main thread %d named %s", (int)k.pid, name);
     CHECK_MSG(worker != NULL, "no thread named %s", tname);
-    double tid = jnum(worker, "tid");
+    double tid = json_num(worker, "tid");
     CHECK(tid != k.pid);
     /* Blocked in read(2) on the hold pipe, once it has got there. */
     test_wait_sleeping((pid_t)tid, 20000);
-    jfree(&one);
-    MPROC_JSON(&one, "ps", "--json", "-T", "--pid", pid);
-    list = jget(&one.items[0], "threads_list");
+    json_free(one);
+    one = MPROC_JSON("ps", "--json", "-T", "--pid", pid);
+    list = json_at(one->items[0], "threads_list");
     for (size_t i = 0; i < list->n; i++)
-        if (jnum(&list->items[i], "tid") == tid)
-            CHECK_MSG(strcmp(jstr(&list->items[i], "state"), "S") == 0 &&
-                          jnum(&list->items[i], "cpu_percent") == 0.0,
-                      "the sleeping thread shows %s, %.1f%%", jstr(&list->items[i], "state"),
-                      jnum(&list->items[i], "cpu_percent"));
-    jfree(&one);
+        if (json_num(list->items[i], "tid") == tid)
+            CHECK_MSG(strcmp(json_str(list->items[i], "state"), "S") == 0 &&
+                          json_num(list->items[i], "cpu_percent") == 0.0,
+                      "the sleeping thread shows %s, %.1f%%", json_str(list->items[i], "state"),
+                      json_num(list->items[i], "cpu_percent"));
+    json_free(one);
 
     /* The table: the thread on its own row, {name}, with its tid. */
     struct result r = MPROC("ps", "-T", "--no-cpu", "--pid", pid);
@@ -954,13 +555,13 @@ TEST(ps_threads_lists_the_childs_thread)
 }
 
 /* The pids of `arr` in order, against `want` (n of them). */
-static void expect_order(const jv *arr, const pid_t *want, size_t n, const char *what)
+static void expect_order(const json *arr, const pid_t *want, size_t n, const char *what)
 {
     CHECK_MSG(arr->n == n, "%s: %zu processes, want %zu", what, arr->n, n);
     for (size_t i = 0; i < n; i++)
-        CHECK_MSG(jnum(&arr->items[i], "pid") == (double)want[i],
+        CHECK_MSG(json_num(arr->items[i], "pid") == (double)want[i],
                   "%s: position %zu has pid %.0f, want %d", what, i,
-                  jnum(&arr->items[i], "pid"), (int)want[i]);
+                  json_num(arr->items[i], "pid"), (int)want[i]);
 }
 
 TEST(ps_filters_and_sort)
@@ -991,45 +592,44 @@ TEST(ps_filters_and_sort)
     pid_t by_name_rev[3] = { k[2].pid, k[1].pid, k[0].pid };
     pid_t by_rss_rev[3] = { k[0].pid, k[1].pid, k[2].pid };
 
-    jv v;
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--name", prefix);
-    expect_order(&v, by_pid, 3, "--name (sorted by pid)");
-    jfree(&v);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--name", upper, "--sort", "name");
-    expect_order(&v, by_name, 3, "--name in capitals --sort name");
-    jfree(&v);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--name", prefix, "--sort", "name", "-r");
-    expect_order(&v, by_name_rev, 3, "--sort name -r");
-    jfree(&v);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--name", prefix, "--sort=rss");
-    expect_order(&v, by_rss, 3, "--sort rss");
-    jfree(&v);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--name", prefix, "-s", "mem", "--reverse");
-    expect_order(&v, by_rss_rev, 3, "--sort mem --reverse");
-    jfree(&v);
+    json *v = MPROC_JSON("ps", "--json", "--no-cpu", "--name", prefix);
+    expect_order(v, by_pid, 3, "--name (sorted by pid)");
+    json_free(v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--name", upper, "--sort", "name");
+    expect_order(v, by_name, 3, "--name in capitals --sort name");
+    json_free(v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--name", prefix, "--sort", "name", "-r");
+    expect_order(v, by_name_rev, 3, "--sort name -r");
+    json_free(v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--name", prefix, "--sort=rss");
+    expect_order(v, by_rss, 3, "--sort rss");
+    json_free(v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--name", prefix, "-s", "mem", "--reverse");
+    expect_order(v, by_rss_rev, 3, "--sort mem --reverse");
+    json_free(v);
 
     /* --pid: a list, repeated, or one. */
     snprintf(two, sizeof two, "%s,%s", pids[2], pids[0]);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--pid", two);
-    CHECK(v.n == 2 && jproc(&v, k[0].pid, NULL) != NULL && jproc(&v, k[2].pid, NULL) != NULL);
-    jfree(&v);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "-p", pids[1], "--pid", pids[2]);
-    CHECK(v.n == 2 && jproc(&v, k[1].pid, NULL) != NULL && jproc(&v, k[2].pid, NULL) != NULL);
-    jfree(&v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--pid", two);
+    CHECK(v->n == 2 && jproc(v, k[0].pid, NULL) != NULL && jproc(v, k[2].pid, NULL) != NULL);
+    json_free(v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "-p", pids[1], "--pid", pids[2]);
+    CHECK(v->n == 2 && jproc(v, k[1].pid, NULL) != NULL && jproc(v, k[2].pid, NULL) != NULL);
+    json_free(v);
 
     /* --user, by number and by name, with the others (AND). */
     snprintf(uid, sizeof uid, "%u", (unsigned)geteuid());
     my_user(user, sizeof user);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--user", uid, "--name", prefix);
-    CHECK(v.n == 3);
-    jfree(&v);
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "-u", user, "--pid", pids[1]);
-    CHECK(v.n == 1);
-    jfree(&v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--user", uid, "--name", prefix);
+    CHECK(v->n == 3);
+    json_free(v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "-u", user, "--pid", pids[1]);
+    CHECK(v->n == 1);
+    json_free(v);
     /* A filter nothing passes: an empty array, still valid JSON. */
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "--name", prefix, "--state", "Z");
-    CHECK(v.type == 'a' && v.n == 0);
-    jfree(&v);
+    v = MPROC_JSON("ps", "--json", "--no-cpu", "--name", prefix, "--state", "Z");
+    CHECK(v->kind == J_ARRAY && v->n == 0);
+    json_free(v);
 
     /* The table, filtered: a header line and exactly the three kids. */
     struct result r = MPROC("ps", "--no-cpu", "--name", prefix);
@@ -1057,26 +657,25 @@ TEST(ps_tree_shows_child_under_test)
 
     /* The whole tree: the kid comes after the test, one level deeper,
      * before anything that is not below the test. */
-    jv all;
-    MPROC_JSON(&all, "ps", "--json", "--no-cpu", "--tree");
+    json *all = MPROC_JSON("ps", "--json", "--no-cpu", "--tree");
     size_t at_me, at_kid;
-    CHECK(jproc(&all, getpid(), &at_me) != NULL);
-    CHECK(jproc(&all, k.pid, &at_kid) != NULL);
-    double depth = jnum(&all.items[at_me], "depth");
+    CHECK(jproc(all, getpid(), &at_me) != NULL);
+    CHECK(jproc(all, k.pid, &at_kid) != NULL);
+    double depth = json_num(all->items[at_me], "depth");
     CHECK_MSG(at_kid > at_me, "kid at %zu, test at %zu", at_kid, at_me);
     for (size_t i = at_me + 1; i < at_kid; i++)
-        CHECK_MSG(jnum(&all.items[i], "depth") > depth, "the kid is not below the test");
-    CHECK_EQ(jnum(&all.items[at_kid], "depth"), depth + 1);
+        CHECK_MSG(json_num(all->items[i], "depth") > depth, "the kid is not below the test");
+    CHECK_EQ(json_num(all->items[at_kid], "depth"), depth + 1);
     /* Every process is there once, each child after its parent. */
-    for (size_t i = 0; i < all.n; i++) {
+    for (size_t i = 0; i < all->n; i++) {
         size_t at_parent;
-        const jv *parent = jproc(&all, (pid_t)jnum(&all.items[i], "ppid"), &at_parent);
-        if (parent != NULL && jnum(&all.items[i], "ppid") != jnum(&all.items[i], "pid"))
-            CHECK_MSG(at_parent < i && jnum(&all.items[i], "depth") ==
-                                           jnum(parent, "depth") + 1,
-                      "pid %.0f is not right under its parent", jnum(&all.items[i], "pid"));
+        const json *parent = jproc(all, (pid_t)json_num(all->items[i], "ppid"), &at_parent);
+        if (parent != NULL && json_num(all->items[i], "ppid") != json_num(all->items[i], "pid"))
+            CHECK_MSG(at_parent < i && json_num(all->items[i], "depth") ==
+                                           json_num(parent, "depth") + 1,
+                      "pid %.0f is not right under its parent", json_num(all->items[i], "pid"));
     }
-    jfree(&all);
+    json_free(all);
 
     /* Filtered to the two: the test at the top level, the kid under it. */
     snprintf(both, sizeof both, "%s,%s", pid, me);
@@ -1112,14 +711,13 @@ TEST_T(ps_cpu_percent_of_a_spinning_child, 60)
      * up to 30 s; the sleeper must show 0 every time. */
     int64_t end = test_now_ms() + 30000;
     for (int tries = 1;; tries++) {
-        jv v;
-        MPROC_JSON(&v, "ps", "--json", "--pid", both, "--sort", "cpu");
-        CHECK(v.n == 2);
-        const jv *s = jproc(&v, spin.pid, NULL), *w = jproc(&v, idle.pid, NULL);
-        CHECK_MSG(jnum(w, "cpu_percent") == 0.0, "sleeper at %.1f%%", jnum(w, "cpu_percent"));
-        double cpu = jnum(s, "cpu_percent");
-        bool first = jnum(&v.items[0], "pid") == (double)spin.pid;
-        jfree(&v);
+        json *v = MPROC_JSON("ps", "--json", "--pid", both, "--sort", "cpu");
+        CHECK(v->n == 2);
+        const json *s = jproc(v, spin.pid, NULL), *w = jproc(v, idle.pid, NULL);
+        CHECK_MSG(json_num(w, "cpu_percent") == 0.0, "sleeper at %.1f%%", json_num(w, "cpu_percent"));
+        double cpu = json_num(s, "cpu_percent");
+        bool first = json_num(v->items[0], "pid") == (double)spin.pid;
+        json_free(v);
         CHECK_MSG(cpu <= 100.0 * (double)sysconf(_SC_NPROCESSORS_ONLN) + 5,
                   "spinner at %.1f%%", cpu);
         if (cpu > 0) {
@@ -1140,16 +738,15 @@ TEST(ps_json_escapes_hostile_names)
     struct kid k = start_kid((struct kid_args){ .name = hostile });
     char pid[16];
     pid_text(k.pid, pid, sizeof pid);
-    jv v;
-    MPROC_JSON(&v, "ps", "--json", "--no-cpu", "-T", "--pid", pid);
-    CHECK(v.n == 1);
+    json *v = MPROC_JSON("ps", "--json", "--no-cpu", "-T", "--pid", pid);
+    CHECK(v->n == 1);
     /* Decoded: the same bytes, but U+FFFD for the broken one. */
     const char *want = "q\"\\) (x\x01\t\xef\xbf\xbd)z";
-    CHECK_MSG(strcmp(jstr(&v.items[0], "name"), want) == 0, "name decoded as \"%s\"",
-              jstr(&v.items[0], "name"));
-    CHECK_EQ(jnum(&v.items[0], "pid"), k.pid);
-    CHECK(strcmp(jstr(&v.items[0], "state"), "S") == 0);
-    jfree(&v);
+    CHECK_MSG(strcmp(json_str(v->items[0], "name"), want) == 0, "name decoded as \"%s\"",
+              json_str(v->items[0], "name"));
+    CHECK_EQ(json_num(v->items[0], "pid"), k.pid);
+    CHECK(strcmp(json_str(v->items[0], "state"), "S") == 0);
+    json_free(v);
     /* The table never passes control bytes on to the terminal. */
     struct result r = MPROC("ps", "--no-cpu", "--pid", pid);
     expect_status(&r, 0);
@@ -1292,25 +889,24 @@ TEST(top_once_prints_header_and_table)
     result_free(&r);
 
     /* JSON: the totals count the zombie; the process list has it. */
-    jv v;
-    MPROC_JSON(&v, "top", "--once", "--json", "--state", "Z", "--interval", "0.3");
-    CHECK(strcmp(jstr(&v, "command"), "top") == 0);
-    const jv *totals = jget(&v, "totals");
+    json *v = MPROC_JSON("top", "--once", "--json", "--state", "Z", "--interval", "0.3");
+    CHECK(strcmp(json_str(v, "command"), "top") == 0);
+    const json *totals = json_at(v, "totals");
     CHECK(totals != NULL);
-    CHECK(jnum(totals, "zombies") >= 1);
-    CHECK(jnum(totals, "processes") >= jnum(totals, "zombies") + 2);
-    CHECK(jnum(totals, "threads") >= jnum(totals, "processes"));
-    CHECK(jnum(&v, "cpus") >= 1);
-    CHECK(jnum(&v, "mem_total_kib") > 0);
-    const jv *load = jget(&v, "load_average");
-    CHECK(load != NULL && load->type == 'a' && load->n == 3);
-    const jv *procs = jget(&v, "processes");
+    CHECK(json_num(totals, "zombies") >= 1);
+    CHECK(json_num(totals, "processes") >= json_num(totals, "zombies") + 2);
+    CHECK(json_num(totals, "threads") >= json_num(totals, "processes"));
+    CHECK(json_num(v, "cpus") >= 1);
+    CHECK(json_num(v, "mem_total_kib") > 0);
+    const json *load = json_at(v, "load_average");
+    CHECK(load != NULL && load->kind == J_ARRAY && load->n == 3);
+    const json *procs = json_at(v, "processes");
     CHECK(procs != NULL && jproc(procs, z, NULL) != NULL);
     for (size_t i = 0; i < procs->n; i++) {
-        check_proc_fields(&procs->items[i]);
-        CHECK(strcmp(jstr(&procs->items[i], "state"), "Z") == 0);
+        check_proc_fields(procs->items[i]);
+        CHECK(strcmp(json_str(procs->items[i], "state"), "Z") == 0);
     }
-    jfree(&v);
+    json_free(v);
     reap(z);
 }
 
@@ -1321,10 +917,9 @@ TEST(top_json_iterations_one_object_per_line)
     int lines = 0;
     for (char *l = r.out, *nl; (nl = strchr(l, '\n')) != NULL; l = nl + 1, lines++) {
         *nl = '\0';
-        jv v;
-        jparse(l, &v);
-        CHECK(jget(&v, "processes") != NULL && jget(&v, "totals") != NULL);
-        jfree(&v);
+        json *v = parse_output(l);
+        CHECK(json_at(v, "processes") != NULL && json_at(v, "totals") != NULL);
+        json_free(v);
     }
     CHECK_MSG(lines == 3, "%d JSON lines, want 3", lines);
     result_free(&r);
@@ -1348,12 +943,12 @@ static struct result tmux_run(const struct tmux *t, const char *const *args)
     for (size_t i = 0; args[i] != NULL && n < 15; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    return run_with("tmux", (char *const *)argv);
+    return run_with("tmux", (char *const *)argv, "");
 }
 
 static bool have_tmux(void)
 {
-    struct result r = run_with("tmux", (char *const[]){ "tmux", "-V", NULL });
+    struct result r = run_with("tmux", (char *const[]){ "tmux", "-V", NULL }, "");
     bool ok = r.status == 0;
     result_free(&r);
     if (!ok)
