@@ -38,6 +38,11 @@ static inline void hold_init(hold *h)
     CHECK_OK(mproc_event_init(&h->go, 0));
 }
 
+/* Longer than any test's deadline: a held task must not let go by
+ * itself (a loaded sanitizer run once took 25 s to queue and cancel what
+ * a test put behind two held workers, and a 10 s hold ran part of it). */
+#define HOLD_MS 180000
+
 /* Task (arg: a hold): count itself started, wait for go, return
  * HOLD_VALUE as a uint64_t. */
 static inline int hold_task(const void *arg, size_t len, mproc_ctx *ctx)
@@ -45,7 +50,7 @@ static inline int hold_task(const void *arg, size_t len, mproc_ctx *ctx)
     hold *h = (hold *)arg;
     (void)len;
     atomic_fetch_add(&h->started, 1);
-    int rc = mproc_event_wait(&h->go, LONG_MS);
+    int rc = mproc_event_wait(&h->go, HOLD_MS);
     if (mproc_cancel_requested(ctx))
         atomic_fetch_add(&h->saw_cancel, 1);
     atomic_fetch_add(&h->finished, 1);
