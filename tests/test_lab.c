@@ -165,3 +165,65 @@ TEST(json_reader_is_strict)
                   "'%s' was accepted as JSON", bad[i]);
     }
 }
+
+/* `mproc lab switch`: every round trip and every tiny task is counted
+ * exactly; pinned to one CPU, each round trip really switched. */
+TEST(switch_counts)
+{
+    json *doc = lab_json("switch");
+    double rounds = metric(doc, "round_trips");
+    CHECK(rounds > 0);
+    static const char *const variants[] = { "thread_sem", "thread_sem_pinned",
+                                            "process_pipe", "process_pipe_pinned",
+                                            "process_sem", "process_sem_pinned" };
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        char key[64];
+        CHECK_MSG(metric(doc, variants[i]) > 0, "%s: no time", variants[i]);
+        snprintf(key, sizeof key, "%s_done", variants[i]);
+        CHECK_MSG(metric(doc, key) == rounds, "%s: %.0f of %.0f round trips", variants[i],
+                  metric(doc, key), rounds);
+        snprintf(key, sizeof key, "%s_switches", variants[i]);
+        CHECK(metric(doc, key) >= 0);
+        /* On one CPU the token moves only when the CPU switches from one
+         * party to the other and back: at least 2 per round trip. */
+        if (strstr(variants[i], "pinned"))
+            CHECK_MSG(metric(doc, key) >= 1.9, "%s: %.2f switches per round trip",
+                      variants[i], metric(doc, key));
+    }
+    double tasks = metric(doc, "tasks");
+    CHECK_EQ(tasks, 1000);
+    CHECK_EQ(metric(doc, "threads_tasks_done"), tasks);
+    CHECK_EQ(metric(doc, "pool_tasks_done"), tasks);
+    CHECK(metric(doc, "threads_ms") > 0 && metric(doc, "pool_ms") > 0);
+    CHECK(metric(doc, "pool_work_ms") <= metric(doc, "pool_ms"));
+    CHECK(metric(doc, "tiny_call_ns") > 0);
+    json_free(doc);
+}
+
+/* `mproc lab create`: every worker of every method ran (each counted
+ * itself in shared memory), spawn found its task, and the times are in
+ * order: a worker starts after it was created and is joined after. */
+TEST(create_every_worker_ran)
+{
+    json *doc = lab_json("create");
+    CHECK_EQ(metric(doc, "spawn_ok"), 1);
+    static const char *const methods[] = { "thread", "raw_fork", "fork",
+                                           "forkserver", "spawn", "big_fork" };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_samples", methods[i]);
+        double n = metric(doc, key);
+        CHECK(n > 0);
+        snprintf(key, sizeof key, "%s_ran", methods[i]);
+        CHECK_MSG(metric(doc, key) == n, "%s: %.0f of %.0f ran", methods[i], metric(doc, key),
+                  n);
+        snprintf(key, sizeof key, "%s_started_us", methods[i]);
+        double started = metric(doc, key);
+        snprintf(key, sizeof key, "%s_joined_us", methods[i]);
+        CHECK_MSG(started > 0 && metric(doc, key) >= started, "%s: started %.1f, joined %.1f",
+                  methods[i], started, metric(doc, key));
+    }
+    CHECK_EQ(metric(doc, "big_array_mib"), 32);
+    CHECK(metric(doc, "big_copy_us") > 0);
+    json_free(doc);
+}

@@ -28,6 +28,18 @@ static const mproc__lab lab_table[] = {
       "lose updates (a race condition); a lock makes the result exact; under contention, "
       "exponential back-off is the strategy for retrying.",
       LAB_OPT_WORKERS, mproc__lab_race },
+    { "switch", "the cost of a thread and a process switch; 1,000 threads vs a pool",
+      "Switching from one thread to another is not free: the OS saves the registers, runs "
+      "the scheduler, loads the other's state, and caches go cold. With 1,000 threads doing "
+      "very little, the CPU spends more time switching than working: do not create threads "
+      "indiscriminately, use a thread pool, which reuses its threads instead of creating "
+      "and destroying them (costly).",
+      0, mproc__lab_switch },
+    { "create", "creating a thread vs a process (fork, forkserver, spawn); fork and CoW",
+      "Creating a process is costly (the OS must allocate memory, page tables, a PID); "
+      "creating a thread is cheap. fork() is nearly instant even with gigabytes of memory, "
+      "because it does not copy it: parent and child share the pages (copy-on-write).",
+      0, mproc__lab_create },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])

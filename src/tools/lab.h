@@ -15,8 +15,13 @@
 #ifndef MPROC_TOOLS_LAB_H
 #define MPROC_TOOLS_LAB_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <mproc.h>
 
 /* Options a lab may accept beyond --quick and --json (mproc__lab.accepts). */
 enum {
@@ -66,5 +71,51 @@ void mproc__lab_verdict(mproc__lab_report *r, bool holds, const char *fmt, ...)
 
 /* The labs (one file each, lab_NAME.c). */
 int mproc__lab_race(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_switch(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_create(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_cow(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_zombie(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_ipc(const mproc__lab_opts *o, mproc__lab_report *r);
+
+/* ---- helpers several labs share (labkit.c) -------------------------- */
+
+/*
+ * mproc__lab_start - mproc_process_start, retried for up to 3 s while it
+ * returns MPROC_ETHREADS: a thread that a lab (or the lab before it)
+ * joined may still be listed by the kernel for a moment while it exits.
+ * Returns what mproc_process_start returned last.
+ */
+int mproc__lab_start(mproc_process *p);
+
+/* mproc__lab_process - create a process named "lab" running fn(arg, len)
+ * with start method `how` and start it (mproc__lab_start). On failure
+ * *out is NULL and the handle is destroyed. */
+int mproc__lab_process(mproc_process **out, mproc_start_method how, mproc_task_fn fn,
+                       const void *arg, size_t len);
+
+/* mproc__lab_proc_state - the state letter of process pid in
+ * /proc/PID/stat (R, S, D, Z, ...) and its parent in *ppid (may be NULL);
+ * 0 when there is no such process (any more). */
+char mproc__lab_proc_state(pid_t pid, pid_t *ppid);
+
+/* mproc__lab_pin - pin the calling thread to the first CPU it may run on
+ * (its number in *cpu), saving its affinity in *saved for
+ * mproc__lab_unpin. Threads and processes it starts afterwards inherit
+ * the pin. Returns 0 or -errno. */
+int mproc__lab_pin(int *cpu, cpu_set_t *saved);
+void mproc__lab_unpin(const cpu_set_t *saved);
+
+/* mproc__lab_read_full / mproc__lab_write_full - exactly n bytes on a
+ * pipe or socket, resuming after signals and short transfers. 0, -EPIPE
+ * (end of file: the other end is closed), or -errno. Block. */
+int mproc__lab_read_full(int fd, void *buf, size_t n);
+int mproc__lab_write_full(int fd, const void *buf, size_t n);
+
+/* mproc__lab_wait_readable - wait at most timeout_ms until fd is readable
+ * (or at end of file). 0, -ETIMEDOUT or -errno. */
+int mproc__lab_wait_readable(int fd, int64_t timeout_ms);
+
+/* mproc__lab_median - the median of v[0..n) (sorts v); 0 when n is 0. */
+double mproc__lab_median(double *v, size_t n);
 
 #endif /* MPROC_TOOLS_LAB_H */
