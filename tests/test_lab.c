@@ -227,3 +227,34 @@ TEST(create_every_worker_ran)
     CHECK(metric(doc, "big_copy_us") > 0);
     json_free(doc);
 }
+
+/* `mproc lab cow`: page counts are exact, whatever the machine: a child
+ * that reads the parent's array shares all of it, one that writes every
+ * page owns a copy of each, one that writes every 8th page owns those. */
+TEST(cow_pages_shared_then_copied)
+{
+    json *doc = lab_json("cow");
+    double size = metric(doc, "array_mib"), pages = metric(doc, "pages");
+    CHECK(size >= 32);
+    CHECK_EQ(pages * metric(doc, "page_kib"), size * 1024);
+    CHECK_EQ(metric(doc, "reader"), pages);
+    CHECK_EQ(metric(doc, "writer"), pages);
+    CHECK(metric(doc, "reader_sum_ok") == 1);
+    CHECK(metric(doc, "parent_data_intact") == 1);
+    /* The array's own mapping (sanitizer shadow memory is elsewhere). */
+    CHECK_MSG(metric(doc, "reader_array_private_dirty_mib") < size / 10,
+              "the reader owns %.1f MiB of the %.0f MiB array",
+              metric(doc, "reader_array_private_dirty_mib"), size);
+    CHECK(metric(doc, "reader_array_shared_mib") >= size * 0.9);
+    CHECK_MSG(metric(doc, "writer_array_private_dirty_mib") >= size * 0.9,
+              "the writer owns only %.1f MiB of the %.0f MiB array",
+              metric(doc, "writer_array_private_dirty_mib"), size);
+    CHECK(metric(doc, "writer_private_dirty_mib") >= metric(doc, "writer_array_private_dirty_mib"));
+    double written = metric(doc, "sparse_pages_written");
+    CHECK_EQ(written, (pages + 7) / 8);
+    CHECK_MSG(metric(doc, "sparse_pages_copied") >= written * 0.9 &&
+                  metric(doc, "sparse_pages_copied") <= written * 1.1,
+              "%.0f pages written, %.0f copied", written, metric(doc, "sparse_pages_copied"));
+    CHECK(json_bool(doc, "holds"));
+    json_free(doc);
+}

@@ -40,6 +40,11 @@ static const mproc__lab lab_table[] = {
       "creating a thread is cheap. fork() is nearly instant even with gigabytes of memory, "
       "because it does not copy it: parent and child share the pages (copy-on-write).",
       0, mproc__lab_create },
+    { "cow", "copy-on-write: what children that read or write the parent's array own",
+      "fork() does not copy memory: parent and child share the same physical pages, marked "
+      "read-only; only when the child writes does the kernel copy that one page (4 KB). Load "
+      "large data in the parent before creating the children: they read it for free.",
+      0, mproc__lab_cow },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])
