@@ -258,3 +258,23 @@ TEST(cow_pages_shared_then_copied)
     CHECK(json_bool(doc, "holds"));
     json_free(doc);
 }
+
+/* `mproc lab zombie`: the raw child was seen as Z, stayed Z while nobody
+ * waited, and was gone after waitpid; mproc's children, joined or with
+ * their handle destroyed, leave no zombie behind. */
+TEST(zombie_seen_then_reaped)
+{
+    json *doc = lab_json("zombie");
+    CHECK(metric(doc, "raw_zombie_seen") == 1);
+    CHECK(metric(doc, "raw_zombie_seen_ms") >= 0);
+    CHECK(metric(doc, "raw_still_zombie") == 1);
+    CHECK(metric(doc, "raw_gone_after_waitpid") == 1);
+    CHECK(metric(doc, "fork_joined_gone") == 1);
+    CHECK(metric(doc, "forkserver_joined_gone") == 1);
+    CHECK(metric(doc, "detached_fork_gone") == 1);
+    CHECK(metric(doc, "detached_forkserver_gone") == 1);
+    CHECK_EQ(metric(doc, "zombie_children"), 0);
+    CHECK_EQ(metric(doc, "zombie_grandchildren"), 0);
+    CHECK(json_bool(doc, "holds"));
+    json_free(doc);
+}

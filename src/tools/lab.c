@@ -45,6 +45,12 @@ static const mproc__lab lab_table[] = {
       "read-only; only when the child writes does the kernel copy that one page (4 KB). Load "
       "large data in the parent before creating the children: they read it for free.",
       0, mproc__lab_cow },
+    { "zombie", "a child nobody waits for is a zombie (Z) until reaped; mproc reaps its own",
+      "A process that has died but whose parent has not read its exit code (waitpid) is a "
+      "zombie (TASK_ZOMBIE): it uses no RAM but holds a slot in the process table. A parent "
+      "that forks a child which exits at once, and never calls wait(), leaves it <defunct> "
+      "(state Z in ps).",
+      0, mproc__lab_zombie },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])
