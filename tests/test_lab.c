@@ -278,3 +278,66 @@ TEST(zombie_seen_then_reaped)
     CHECK(json_bool(doc, "holds"));
     json_free(doc);
 }
+
+/* `mproc lab ipc`: every message arrived, in order and intact (count and
+ * checksum), over every channel and size; the shared value is exact with
+ * its lock and with atomic adds. */
+TEST(ipc_every_message_arrived)
+{
+    json *doc = lab_json("ipc");
+    static const char *const chans[] = { "raw_pipe", "conn", "queue", "queue_batch" };
+    double small = metric(doc, "small_messages"), large = metric(doc, "large_messages");
+    CHECK(small > 0 && large > 0);
+    for (size_t i = 0; i < sizeof chans / sizeof chans[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_small_received", chans[i]);
+        CHECK_MSG(metric(doc, key) == small, "%s: %.0f of %.0f", key, metric(doc, key), small);
+        snprintf(key, sizeof key, "%s_small_checksum_ok", chans[i]);
+        CHECK_MSG(metric(doc, key) == 1, "%s", key);
+        snprintf(key, sizeof key, "%s_small_msgs_per_s", chans[i]);
+        CHECK(metric(doc, key) > 0);
+        if (strcmp(chans[i], "queue_batch") == 0)
+            continue; /* small messages only */
+        snprintf(key, sizeof key, "%s_large_received", chans[i]);
+        CHECK_MSG(metric(doc, key) == large, "%s: %.0f of %.0f", key, metric(doc, key), large);
+        snprintf(key, sizeof key, "%s_large_checksum_ok", chans[i]);
+        CHECK_MSG(metric(doc, key) == 1, "%s", key);
+        snprintf(key, sizeof key, "%s_large_mb_per_s", chans[i]);
+        CHECK(metric(doc, key) > 0);
+    }
+    double updates = metric(doc, "value_updates");
+    CHECK(updates > 0);
+    CHECK_EQ(metric(doc, "value_locked_total"), updates);
+    CHECK_EQ(metric(doc, "value_atomic_total"), updates);
+    /* The verdict compares Pipe and Queue, and nothing else can fail it. */
+    CHECK_EQ(json_bool(doc, "holds"), metric(doc, "pipe_over_queue") > 1);
+    json_free(doc);
+}
+
+/* The labs of processes and switches are listed, and take no options
+ * beyond --quick and --json: anything else is a usage error (status 2). */
+TEST(process_labs_listed_and_strict)
+{
+    static const char *const labs[] = { "switch", "create", "cow", "zombie", "ipc" };
+    struct result r = MPROC("lab", "list");
+    expect_status(&r, 0);
+    for (size_t i = 0; i < sizeof labs / sizeof labs[0]; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "%s ", labs[i]);
+        expect_has(r.out, line, "lab list");
+    }
+    result_free(&r);
+    for (size_t i = 0; i < sizeof labs / sizeof labs[0]; i++) {
+        r = MPROC("lab", (char *)labs[i], "--workers", "2");
+        expect_status(&r, 2);
+        expect_has(r.err, "does not take the option '--workers'", "stderr");
+        result_free(&r);
+        r = MPROC("lab", (char *)labs[i], "--quick", "--bogus");
+        expect_status(&r, 2);
+        result_free(&r);
+        r = MPROC("lab", (char *)labs[i], "extra");
+        expect_status(&r, 2);
+        expect_has(r.err, "unexpected argument 'extra'", "stderr");
+        result_free(&r);
+    }
+}

@@ -51,6 +51,12 @@ static const mproc__lab lab_table[] = {
       "that forks a child which exits at once, and never calls wait(), leaves it <defunct> "
       "(state Z in ps).",
       0, mproc__lab_zombie },
+    { "ipc", "Pipe vs Queue vs a shared Value between two processes: msg/s, MB/s",
+      "Processes do not share memory, so they communicate through IPC. A Pipe connects "
+      "exactly two processes: simple and fast. A Queue serves many producers and consumers "
+      "safely, but with more overhead. Value and Array share simple data (a number, a small "
+      "array) between processes; access to them must be synchronised with a Lock.",
+      0, mproc__lab_ipc },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])
