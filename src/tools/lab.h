@@ -16,6 +16,7 @@
 #define MPROC_TOOLS_LAB_H
 
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,11 +106,17 @@ char mproc__lab_proc_state(pid_t pid, pid_t *ppid);
 int mproc__lab_pin(int *cpu, cpu_set_t *saved);
 void mproc__lab_unpin(const cpu_set_t *saved);
 
-/* mproc__lab_read_full / mproc__lab_write_full - exactly n bytes on a
- * pipe or socket, resuming after signals and short transfers. 0, -EPIPE
- * (end of file: the other end is closed), or -errno. Block. */
+/* mproc__lab_read_full - exactly n bytes from a pipe or socket, resuming
+ * after signals and short reads. 0, -EPIPE (end of file: the other end
+ * is closed), or -errno. Blocks. (Writes: mproc__write_all, procfs.h.) */
 int mproc__lab_read_full(int fd, void *buf, size_t n);
-int mproc__lab_write_full(int fd, const void *buf, size_t n);
+
+/* mproc__lab_ignore_sigpipe - ignore SIGPIPE, so that writing to a pipe
+ * whose reader died fails with -EPIPE instead of killing the command
+ * (children forked meanwhile inherit it); the old action in *old, for
+ * mproc__lab_restore_sigpipe. 0 or -errno. */
+int mproc__lab_ignore_sigpipe(struct sigaction *old);
+void mproc__lab_restore_sigpipe(const struct sigaction *old);
 
 /* mproc__lab_wait_readable - wait at most timeout_ms until fd is readable
  * (or at end of file). 0, -ETIMEDOUT or -errno. */

@@ -41,6 +41,7 @@
 #include <mproc.h>
 
 #include "lab.h"
+#include "procfs.h"
 #include "tools.h"
 
 #define WAIT_MS 60000
@@ -136,7 +137,7 @@ static int cow_child(const void *arg, size_t len, mproc_ctx *ctx)
         }
     }
     char go;
-    if (mproc__lab_write_full(a.up[1], &d, sizeof d) != 0 ||
+    if (mproc__write_all(a.up[1], (const char *)&d, sizeof d) != 0 ||
         mproc__lab_read_full(a.down[0], &go, 1) != 0)
         return mproc_fail(ctx, -EPIPE, "the parent went away");
     return 0;
@@ -179,7 +180,7 @@ static int run_child(int kind, unsigned char *array, size_t size, size_t page,
     char go = 'g';
     if (p) {
         if (rc == 0)
-            rc = mproc__lab_write_full(a.down[1], &go, 1);
+            rc = mproc__write_all(a.down[1], &go, 1);
         close(a.down[1]); /* also lets it go if we failed */
         a.down[1] = -1;
         int code = -1;
@@ -199,7 +200,7 @@ static double mib(long kb)
     return (double)kb / 1024;
 }
 
-int mproc__lab_cow(const mproc__lab_opts *o, mproc__lab_report *r)
+static int lab_cow(const mproc__lab_opts *o, mproc__lab_report *r)
 {
     size_t size = (size_t)(o->quick ? 32 : 256) << 20;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -301,4 +302,17 @@ int mproc__lab_cow(const mproc__lab_opts *o, mproc__lab_report *r)
                        mib(c[WRITER].array.private_dirty), SPARSE_STRIDE, sparse_copied,
                        sparse_pages);
     return 0;
+}
+
+int mproc__lab_cow(const mproc__lab_opts *o, mproc__lab_report *r)
+{
+    /* A child that dies would make our next write to its pipe raise
+     * SIGPIPE: let the write fail instead, and the lab say so. */
+    struct sigaction old;
+    int rc = mproc__lab_ignore_sigpipe(&old);
+    if (rc != 0)
+        return rc;
+    rc = lab_cow(o, r);
+    mproc__lab_restore_sigpipe(&old);
+    return rc;
 }

@@ -39,6 +39,7 @@
 #include <mproc.h>
 
 #include "lab.h"
+#include "procfs.h"
 #include "tools.h"
 
 #define WAIT_MS 60000 /* a party that does not answer within this has failed */
@@ -83,7 +84,7 @@ static int partner(struct pingpong *s)
                 break;
             mproc_semaphore_release(&s->pong, 1);
         } else if (mproc__lab_read_full(in, &b, 1) != 0 ||
-                   mproc__lab_write_full(out, &b, 1) != 0) {
+                   mproc__write_all(out, &b, 1) != 0) {
             break;
         }
     }
@@ -119,7 +120,7 @@ static int round_trip(struct pingpong *s)
         mproc_semaphore_release(&s->ping, 1);
         return mproc_semaphore_acquire(&s->pong, WAIT_MS);
     }
-    int rc = mproc__lab_write_full(s->to_partner[1], &b, 1);
+    int rc = mproc__write_all(s->to_partner[1], &b, 1);
     return rc ? rc : mproc__lab_read_full(s->to_main[0], &b, 1);
 }
 
@@ -359,7 +360,7 @@ static const struct variant variants[] = {
 
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
-int mproc__lab_switch(const mproc__lab_opts *o, mproc__lab_report *r)
+static int lab_switch(const mproc__lab_opts *o, mproc__lab_report *r)
 {
     uint64_t warm = o->quick ? 200 : 2000, rounds = o->quick ? 2000 : 50000;
     unsigned repeat = o->quick ? 1 : 3; /* part 2: the best of this many runs */
@@ -484,4 +485,17 @@ int mproc__lab_switch(const mproc__lab_opts *o, mproc__lab_report *r)
                            amortised ? threads_s / pool_s : pool_s / threads_s,
                            amortised ? "faster" : "slower", pool_s * 1e3, threads_s * 1e3);
     return 0;
+}
+
+int mproc__lab_switch(const mproc__lab_opts *o, mproc__lab_report *r)
+{
+    /* A child that dies would make our next write to its pipe raise
+     * SIGPIPE: let the write fail instead, and the lab say so. */
+    struct sigaction old;
+    int rc = mproc__lab_ignore_sigpipe(&old);
+    if (rc != 0)
+        return rc;
+    rc = lab_switch(o, r);
+    mproc__lab_restore_sigpipe(&old);
+    return rc;
 }

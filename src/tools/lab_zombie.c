@@ -18,12 +18,10 @@
  *    more process, and checks it is gone. A forkserver child is reaped by
  *    the server as soon as it ends: the lab waits (deadline 10 s) for its
  *    entry to disappear.
- * 4. Finally /proc is scanned for zombies among this process's children
- *    (at once) and grandchildren (a forkserver's, given a moment to be
- *    reaped).
+ * 4. Finally /proc is scanned (procfs.c) for zombies among this
+ *    process's children (at once) and grandchildren (a forkserver's,
+ *    given a moment to be reaped).
  */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -35,6 +33,7 @@
 #include <mproc.h>
 
 #include "lab.h"
+#include "procfs.h"
 #include "tools.h"
 
 #define SEEN_WAIT_MS 10000 /* for a state to show up in /proc */
@@ -66,41 +65,26 @@ static double poll_state(pid_t pid, char want, pid_t parent)
 }
 
 /* Zombies among this process's children, and (unless NULL) among their
- * children. */
+ * children; or a negative code. */
 static int count_zombies(int *grand)
 {
-    pid_t me = getpid(), kids[512];
-    int nkids = 0, z = 0;
-    DIR *d = opendir("/proc");
-    if (!d)
-        return -errno;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        pid_t pid = (pid_t)atoi(e->d_name), ppid = 0;
-        char s = mproc__lab_proc_state(pid, &ppid);
-        if (ppid != me)
-            continue;
-        if (s == 'Z')
-            z++;
-        else if (nkids < 512)
-            kids[nkids++] = pid;
-    }
-    if (grand) {
+    mproc__proc_list l = { 0 };
+    int rc = mproc__proc_scan(&l, false);
+    if (rc != 0)
+        return rc;
+    int me = (int)getpid(), z = 0;
+    if (grand)
         *grand = 0;
-        rewinddir(d);
-        while ((e = readdir(d))) {
-            if (!isdigit((unsigned char)e->d_name[0]))
-                continue;
-            pid_t pid = (pid_t)atoi(e->d_name), ppid = 0;
-            if (mproc__lab_proc_state(pid, &ppid) != 'Z')
-                continue;
-            for (int i = 0; i < nkids; i++)
-                *grand += kids[i] == ppid;
+    for (size_t i = 0; i < l.count; i++) {
+        const mproc__proc *p = &l.procs[i];
+        if (p->ppid == me && p->state == 'Z') {
+            z++;
+        } else if (grand && p->state == 'Z') {
+            const mproc__proc *parent = mproc__proc_find(&l, p->ppid);
+            *grand += parent && parent->ppid == me;
         }
     }
-    closedir(d);
+    mproc__proc_list_free(&l);
     return z;
 }
 

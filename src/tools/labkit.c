@@ -1,15 +1,18 @@
 /*
  * tools/labkit.c -- what several labs need and none owns: starting an
- * mproc process when a thread the lab joined is still leaving, reading a
- * process's state from /proc, pinning the calling thread to one CPU,
- * whole reads and writes on pipes, and the median of a sample.
+ * mproc process when a thread the lab joined is still leaving, a
+ * process's state from /proc (parsed by procfs.c), pinning the calling
+ * thread to one CPU, whole reads on pipes (procview.c's mproc__write_all
+ * writes), SIGPIPE out of the way, and the median of a sample.
  *
  * Called from the command's main thread (and, for the pipe helpers, from
  * the children the labs start).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include <mproc.h>
 
 #include "lab.h"
+#include "procfs.h"
 
 /* How long a start is retried while mproc refuses to fork because this
  * process still runs another thread. */
@@ -53,26 +57,21 @@ int mproc__lab_process(mproc_process **out, mproc_start_method how, mproc_task_f
 
 char mproc__lab_proc_state(pid_t pid, pid_t *ppid)
 {
-    char path[64], line[512];
+    char path[64], text[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return 0;
-    char state = 0;
-    if (fgets(line, sizeof line, f)) {
-        /* "pid (comm) S ppid ...": comm may hold spaces and parentheses,
-         * so look for the last ')'. */
-        char *p = strrchr(line, ')');
-        int pp = 0;
-        char s = 0;
-        if (p && sscanf(p + 1, " %c %d", &s, &pp) == 2) {
-            state = s;
-            if (ppid)
-                *ppid = (pid_t)pp;
-        }
-    }
-    fclose(f);
-    return state;
+    ssize_t n;
+    while ((n = read(fd, text, sizeof text)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    mproc__proc p;
+    if (n <= 0 || mproc__proc_parse_stat(text, (size_t)n, &p) != 0)
+        return 0; /* gone (a zombie's stat still reads) */
+    if (ppid)
+        *ppid = (pid_t)p.ppid;
+    return p.state;
 }
 
 int mproc__lab_pin(int *cpu, cpu_set_t *saved)
@@ -114,19 +113,16 @@ int mproc__lab_read_full(int fd, void *buf, size_t n)
     return 0;
 }
 
-int mproc__lab_write_full(int fd, const void *buf, size_t n)
+int mproc__lab_ignore_sigpipe(struct sigaction *old)
 {
-    const char *b = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : -EPIPE;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    struct sigaction ign = { .sa_handler = SIG_IGN };
+    sigemptyset(&ign.sa_mask);
+    return sigaction(SIGPIPE, &ign, old) == 0 ? 0 : -errno;
+}
+
+void mproc__lab_restore_sigpipe(const struct sigaction *old)
+{
+    sigaction(SIGPIPE, old, NULL);
 }
 
 int mproc__lab_wait_readable(int fd, int64_t timeout_ms)
