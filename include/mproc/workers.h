@@ -354,8 +354,13 @@ MPROC_API const char *mproc_process_name(const mproc_process *p);
 
 /*
  * mproc_process_destroy - drop the handle. A child still running goes on
- * (daemon or not, with the rules above) and is still reaped by mproc when
- * it ends: no zombie is left. NULL is a no-op.
+ * (daemon or not, with the rules above) and mproc still reaps it, but
+ * only at one of its own calls: once the child has ended, the next
+ * mproc_process_create, mproc_process_start or mproc_process_destroy in
+ * this process reaps it, and so does the exit handler. Until then a
+ * fork-started child shows as a zombie (a forkserver-started child is
+ * reaped by the server as soon as it ends). To never see one, join
+ * before destroying. NULL is a no-op.
  */
 MPROC_API void mproc_process_destroy(mproc_process *p);
 

@@ -280,7 +280,8 @@ int mproc__lab_zombie(const mproc__lab_opts *o, mproc__lab_report *r)
                        "status (waitpid): it holds a slot in the process table, no memory.");
     if (f.detached_fork_zombie)
         mproc__lab_note(r, "mproc reaps the child of a destroyed fork handle at its next process "
-                           "start or at exit: until then it was a zombie, as the notes predict.");
+                           "create, start or destroy, or at exit: until then it was a zombie, "
+                           "as the notes predict.");
     else
         mproc__lab_note(r, "The child of a destroyed fork handle was reaped as soon as it ended.");
 

@@ -13,9 +13,11 @@
  *
  * Reaping. Every started process is in a registry until it is reaped.
  * join/is_alive reap their own; a destroyed handle whose child still
- * runs stays registered (detached) and is reaped by the next start, by
- * the exit handler, or when it is joined... by nobody else: mproc never
- * waits for a child it did not start.
+ * runs stays registered (detached) and is reaped, once it has ended, by
+ * the next mproc_process_create, start or destroy, or by the exit
+ * handler -- until then it is a zombie -- and by nobody else: mproc never
+ * waits for a child it did not start, and runs no thread of its own to
+ * reap (that thread would make MPROC_START_FORK refuse to fork).
  *
  * Daemon children watch the parent process through a pidfd of it (taken
  * in the child, then checked against getppid(), or passed by the parent
@@ -971,6 +973,7 @@ int mproc_process_create(mproc_process **out, const mproc_process_opts *opts)
     if (!opts || !opts->fn || (!opts->arg && opts->len > 0) ||
         (unsigned)opts->start > MPROC_START_SPAWN || (opts->flags & ~MPROC_FORK_THREADS))
         return -EINVAL;
+    reap_detached();
     mproc_process *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
@@ -1088,4 +1091,5 @@ void mproc_process_destroy(mproc_process *p)
     mproc__mutex_unlock(&reg_lock);
     if (!registered)
         free_process(p);
+    reap_detached(); /* it, if it has ended already, and others that have */
 }
