@@ -151,11 +151,15 @@ int proc_forever(const void *arg, size_t len, mproc_ctx *ctx)
         pause();
 }
 
+/* Not exported: spawn finds it by its place in the program. */
 static int static_task(const void *arg, size_t len, mproc_ctx *ctx)
 {
-    (void)arg;
-    (void)len;
     (void)ctx;
+    if (len == sizeof(int)) {
+        int v;
+        memcpy(&v, arg, sizeof v);
+        atomic_store(&S()->pid, v);
+    }
     return 0;
 }
 
@@ -293,14 +297,27 @@ TEST(bad_arguments)
     mproc_process_destroy(NULL);
 }
 
-TEST(spawn_needs_an_exported_task)
+/* A static task runs in a spawned child (found by its place in the
+ * program, not by name); an address in no object's code is refused
+ * before anything starts. */
+TEST(spawn_runs_static_tasks_and_refuses_stray_addresses)
 {
+    setup();
+    int v = 4242;
+    CHECK_EQ(run_one(MPROC_START_SPAWN, static_task, &v, sizeof v), 0);
+    CHECK_EQ(atomic_load(&sh->pid), 4242);
+
+    void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(page != MAP_FAILED);
+    mproc_task_fn stray;
+    memcpy(&stray, &page, sizeof stray);
     mproc_process *p;
-    CHECK_OK(mproc_process_create(&p, &(mproc_process_opts){ .fn = static_task,
+    CHECK_OK(mproc_process_create(&p, &(mproc_process_opts){ .fn = stray,
                                                              .start = MPROC_START_SPAWN }));
     CHECK_RC(mproc_process_start(p), MPROC_ENOSYMBOL);
     CHECK_EQ(mproc_process_pid(p), 0);
     mproc_process_destroy(p);
+    munmap(page, 4096);
 }
 
 static int idle_thread(void *arg)

@@ -43,7 +43,7 @@ extern "C" {
 #define MPROC_ESHUTDOWN     (-10005) /* the executor or pool was shut down */
 #define MPROC_EMEMLIMIT     (-10006) /* the worker exceeded its memory limit */
 #define MPROC_ETHREADS      (-10007) /* fork refused: the process runs threads */
-#define MPROC_ENOSYMBOL     (-10008) /* spawn: the task symbol was not found */
+#define MPROC_ENOSYMBOL     (-10008) /* spawn: task function not found there */
 #define MPROC_ELAST         (-10008)
 
 /*

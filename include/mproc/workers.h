@@ -261,13 +261,17 @@ typedef struct mproc_process mproc_process;
  *                           the program as it was when the server started,
  *                           not the parent's current memory.
  *   MPROC_START_SPAWN       the program is executed afresh
- *                           (/proc/self/exe) and the task is found by its
- *                           symbol name before main() runs. The task must
- *                           be a non-static function, exported to the
- *                           dynamic symbol table: link the program with
- *                           -rdynamic (or -Wl,--export-dynamic-symbol=NAME).
- *                           mproc_process_start fails with MPROC_ENOSYMBOL
- *                           when the name cannot be found or resolved.
+ *                           (/proc/self/exe) and runs the task before
+ *                           main() (from a constructor of mproc's). The
+ *                           task is found there by its exported symbol
+ *                           name if it has one (-rdynamic), otherwise by
+ *                           its place in its object -- the program or a
+ *                           library it was linked with --, so static
+ *                           functions work too. mproc_process_start fails
+ *                           with MPROC_ENOSYMBOL when the task is in no
+ *                           object a fresh start of the program loads: a
+ *                           library loaded with dlopen, or an address
+ *                           that is not code.
  * MPROC_START_DEFAULT is MPROC_START_FORK (the notes' model: the child
  * starts as a copy of the parent); a threaded program gets MPROC_ETHREADS
  * from it and chooses.
@@ -307,7 +311,8 @@ MPROC_API int mproc_process_create(mproc_process **out, const mproc_process_opts
  * message from mproc_fail), as Python prints an uncaught exception. A
  * process is started at most once.
  * Errors: -EINVAL (NULL, already started), MPROC_ETHREADS (fork with
- * threads, see above), MPROC_ENOSYMBOL (spawn: task not found), -EAGAIN /
+ * threads, see above), MPROC_ENOSYMBOL (spawn: task not found, see
+ * MPROC_START_SPAWN), -EAGAIN /
  * -ENOMEM (the system refused a process), or another -errno.
  *
  * Daemon children are killed (SIGKILL) when this process ends, however it

@@ -20,7 +20,7 @@ static const struct own_error own_errors[] = {
     { MPROC_ESHUTDOWN, "MPROC_ESHUTDOWN", "executor is shut down" },
     { MPROC_EMEMLIMIT, "MPROC_EMEMLIMIT", "worker exceeded its memory limit" },
     { MPROC_ETHREADS, "MPROC_ETHREADS", "fork refused: the process is running threads" },
-    { MPROC_ENOSYMBOL, "MPROC_ENOSYMBOL", "task function not found by symbol name" },
+    { MPROC_ENOSYMBOL, "MPROC_ENOSYMBOL", "task function not found in the spawned process" },
 };
 
 static const struct own_error *find_own(int code)

@@ -52,6 +52,7 @@
 #include "os/sys.h"
 #include "sync/mutex.h"
 #include "workers/ctx.h"
+#include "workers/fnref.h"
 #include "workers/process_internal.h"
 
 #define NAME_MAX_LEN 63
@@ -499,15 +500,21 @@ static int start_fork(mproc_process *p)
 
 /* ---- spawn ----------------------------------------------------------------- */
 
-/* The request a spawned child reads before main(). */
+/* The request a spawned child reads before main(). The task is found by
+ * its exported symbol name if it has one, else by a reference
+ * (workers/fnref.h); the table of the parent's objects always comes
+ * along, for the references the child may be handed later (a process
+ * executor's tasks). */
 struct spawn_hdr {
     uint32_t magic;
     uint32_t daemon;
-    int32_t parent;    /* the parent's pid */
-    uint32_t name_len; /* bytes that follow, in this order: */
-    uint32_t sym_len;
+    int32_t parent;     /* the parent's pid */
+    uint32_t name_len;  /* bytes that follow, in this order: */
+    uint32_t sym_len;   /* 0: find the task by `ref` */
+    uint32_t table_len; /* (after the argument) */
     uint64_t arg_len;
-    int32_t nfds;      /* descriptors handed over, kept open by number */
+    uint64_t ref;
+    int32_t nfds;       /* descriptors handed over, kept open by number */
     int32_t fds[MPROC__PROCESS_MAX_FDS];
 };
 
@@ -605,8 +612,18 @@ static int spawn_answer(int fd)
 static int start_spawn(mproc_process *p)
 {
     const char *sym = symbol_of(p->fn);
+    uint64_t ref = 0;
+    const void *table;
+    size_t table_len;
+    void *addr;
+    memcpy(&addr, &p->fn, sizeof addr);
+    int rc = sym ? 0 : mproc__fnref_encode(addr, true, &ref, NULL, 0);
+    if (rc == 0)
+        rc = mproc__fnref_table(&table, &table_len);
+    if (rc != 0)
+        return rc;
     if (!sym)
-        return MPROC_ENOSYMBOL;
+        sym = "";
     int req[2], ack[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, req) != 0)
         return -errno;
@@ -641,7 +658,7 @@ static int start_spawn(mproc_process *p)
     free(var);
     close(req[1]);
     close(ack[1]);
-    int rc = pid < 0 ? (int)pid : 0;
+    rc = pid < 0 ? (int)pid : 0;
     int fd = -1;
     if (rc == 0 && (fd = pidfd_open(pid, 0)) < 0) {
         rc = -errno;
@@ -649,14 +666,14 @@ static int start_spawn(mproc_process *p)
     }
     if (rc == 0) {
         struct spawn_hdr h = { SPAWN_MAGIC, p->daemon, (int32_t)parent,
-                               (uint32_t)strlen(p->name), (uint32_t)strlen(sym), p->len,
-                               p->nxfds, { -1, -1, -1, -1 } };
+                               (uint32_t)strlen(p->name), (uint32_t)strlen(sym),
+                               (uint32_t)table_len, p->len, ref, p->nxfds, { -1, -1, -1, -1 } };
         memcpy(h.fds, p->xfds, (size_t)p->nxfds * sizeof *p->xfds);
         /* A child that died early makes these fail (no SIGPIPE); its
          * answer says why. */
         if (send_all(req[0], &h, sizeof h) == 0 && send_all(req[0], p->name, h.name_len) == 0 &&
-            send_all(req[0], sym, h.sym_len) == 0)
-            send_all(req[0], p->arg, p->len);
+            send_all(req[0], sym, h.sym_len) == 0 && send_all(req[0], p->arg, p->len) == 0)
+            send_all(req[0], table, table_len);
         rc = spawn_answer(ack[0]);
     }
     close(req[0]);
@@ -688,18 +705,26 @@ __attribute__((constructor)) static void spawn_entry(void)
     fcntl(ack, F_SETFD, FD_CLOEXEC);
     struct spawn_hdr h;
     char name[NAME_MAX_LEN + 1], sym[256];
-    void *arg = NULL;
+    void *arg = NULL, *table = NULL;
     if (read_all(req, &h, sizeof h) != 0 || h.magic != SPAWN_MAGIC ||
         h.name_len > NAME_MAX_LEN || h.sym_len >= sizeof sym || h.nfds < 0 ||
-        h.nfds > MPROC__PROCESS_MAX_FDS ||
+        h.nfds > MPROC__PROCESS_MAX_FDS || h.table_len > MPROC__FNREF_TABLE_MAX ||
         read_all(req, name, h.name_len) != 0 || read_all(req, sym, h.sym_len) != 0)
         _exit(127);
     name[h.name_len] = '\0';
     sym[h.sym_len] = '\0';
     if (h.arg_len > 0 && (!(arg = malloc(h.arg_len)) || read_all(req, arg, h.arg_len) != 0))
         _exit(127);
+    if (!(table = malloc(h.table_len ? h.table_len : 1)) ||
+        read_all(req, table, h.table_len) != 0 || mproc__fnref_adopt(table, h.table_len) != 0)
+        _exit(127);
+    free(table);
     close(req);
-    void *addr = dlsym(RTLD_DEFAULT, sym);
+    void *addr = NULL;
+    if (h.sym_len > 0)
+        addr = dlsym(RTLD_DEFAULT, sym);
+    else if (mproc__fnref_decode(h.ref, true, &addr, NULL, 0) != 0)
+        addr = NULL;
     char answer = addr ? 'O' : 'S';
     ssize_t w = write(ack, &answer, 1);
     (void)w;
