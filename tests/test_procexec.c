@@ -137,8 +137,11 @@ TEST(large_results_messages_and_bad_args)
     static char huge[1];
     CHECK_RC(mproc_submit(ex, square, huge, ((size_t)32 << 20) + 1, &f), -E2BIG);
     mproc_executor_destroy(ex);
+    /* Spawned workers cannot use a pointer as initarg (test_pspawn.c has
+     * the rest of spawn). */
     CHECK_RC(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
-                                                               .start = MPROC_START_SPAWN }),
+                                                               .start = MPROC_START_SPAWN,
+                                                               .initarg = huge }),
              -EINVAL);
 }
 

@@ -26,7 +26,8 @@
  * argument is copied into the mailbox (up to 32 MiB) and its result back
  * out of it (up to the rest of 64 MiB). The task must be in the program
  * image the workers run (fork/forkserver: a function of the program or of
- * a library loaded before the executor started). A worker that dies while
+ * a library loaded before the executor started; spawn: of the program or
+ * of a library it was linked with, see opts.start). A worker that dies while
  * running a task (signal, exit) fails that task's future only, with
  * MPROC_EWORKERDIED and a message naming the worker's pid and the signal
  * or exit status; the worker is replaced and the executor keeps serving.
@@ -77,11 +78,32 @@ typedef struct mproc_executor_opts {
      * initializer). A negative return breaks the executor: pending and
      * later tasks fail with MPROC_EBROKEN. */
     int (*initializer)(void *initarg);
+    /* What the initializer gets. With initarg_len 0 the pointer itself
+     * (and, in a forkserver worker, it points into the program as it was
+     * when the server started). See initarg_len for a copy. */
     void *initarg;
     const char *name;    /* workers are named "<name>-<i>"; default "mproc" */
-    /* MPROC_PROCESSES: how workers start. MPROC_START_DEFAULT is
-     * MPROC_START_FORKSERVER here (safe in threaded programs); spawn is
-     * not supported by executors yet (-EINVAL). */
+    /* MPROC_PROCESSES: how workers start (workers.h explains the
+     * methods). MPROC_START_DEFAULT is MPROC_START_FORKSERVER here (safe
+     * in threaded programs). MPROC_START_SPAWN runs each worker as a
+     * fresh start of the program (/proc/self/exe): nothing of the
+     * caller's memory reaches it, only task and initializer arguments
+     * (give initarg_len), and it works whatever the caller's state --
+     * threads, locks held, a large heap -- since nothing is copied.
+     * Task and initializer functions may be any function of the program
+     * or of a library it was linked with, static ones too, without
+     * -rdynamic. One in a library loaded with dlopen (which a spawned
+     * worker has not loaded) fails with MPROC_ENOSYMBOL and a message
+     * naming the library: its future, or create or map, or -- for an
+     * initializer the workers find missing -- the executor breaks with
+     * that message. Spawn costs an exec and the program's start-up
+     * per worker (a few milliseconds, more under sanitizers, against a
+     * fraction of one for forkserver) at create and at every
+     * replacement; tasks cost the same afterwards. Pick it when the
+     * worker must not inherit anything (Python's default on macOS and
+     * Windows), or when forking the caller or a fork server is unsafe.
+     * A spawned worker runs before main(), from a constructor of
+     * mproc's: its initializer, not main(), sets up what tasks need. */
     mproc_start_method start;
     /* MPROC_PROCESSES: a task still running this long after it started
      * is stopped -- its worker gets SIGTERM, then SIGKILL 200 ms later --
@@ -105,6 +127,13 @@ typedef struct mproc_executor_opts {
      * untouched mappings count too; mproc_executor_info says so. Thread
      * executors cannot limit a task and reject a non-zero value (-EINVAL). */
     size_t worker_memory_limit;
+    /* Non-zero: initarg[0..initarg_len) is copied at create (the caller
+     * may free it when create returns), and the initializer gets a
+     * pointer to a copy: its own copy in each worker process, one copy
+     * shared by all threads of a thread executor (kept until destroy).
+     * Required with MPROC_START_SPAWN when initarg is not NULL: a pointer
+     * means nothing in a spawned worker (-EINVAL otherwise). */
+    size_t initarg_len;
 } mproc_executor_opts;
 
 /* mproc_executor_opts.flags: on a process executor, mproc_future_cancel
@@ -148,10 +177,12 @@ typedef struct mproc_executor_opts {
 /*
  * mproc_executor_create - start an executor and its workers.
  * Errors: -EINVAL (NULL out, unknown kind, workers > 4096 -- 1024 for
- * processes --, MPROC_START_SPAWN for processes, an unknown flag, a
- * process-only flag on threads), -ENOMEM, -EAGAIN (the system refused a
- * thread or a process; nothing is left running), -EMFILE (MPROC_JOBSERVER
- * could not make its pool).
+ * processes --, an unknown flag, a process-only flag on threads, initarg
+ * NULL with initarg_len > 0, MPROC_START_SPAWN with initarg but no
+ * initarg_len), MPROC_ENOSYMBOL (spawn: the initializer is in no object a
+ * spawned worker loads), -ENOMEM, -EAGAIN (the system refused a thread or
+ * a process; nothing is left running), -EMFILE (MPROC_JOBSERVER could not
+ * make its pool).
  */
 MPROC_API int mproc_executor_create(mproc_executor **out,
                                     const mproc_executor_opts *opts);

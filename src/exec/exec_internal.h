@@ -191,7 +191,9 @@ struct mproc_executor {
     uint32_t cancelling; /* shutdown with cancel_futures */
     uint32_t broken;     /* an initializer failed: tasks fail */
     int (*initializer)(void *);
-    void *initarg;
+    void *initarg;       /* the caller's pointer, or our copy of initarg_len bytes */
+    size_t initarg_len;
+    bool fn_refs;        /* workers are spawned: functions travel as workers/fnref.h references */
     char name[32];
     mproc_executor *reg_prev, *reg_next; /* live executors, for exit */
     /* Submits between their shutdown check and their enqueue: a worker
@@ -220,7 +222,9 @@ int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
 bool mproc__exec_cancelling(const mproc_executor *ex);
 /* For a backend's create: `size` zeroed bytes, 64-byte aligned, whose
  * leading struct mproc_executor is filled from opts (be, nworkers,
- * initializer, name); NULL when out of memory. Freed with free(). */
+ * initializer, initarg, name; with initarg_len, initarg points to a copy
+ * of the bytes in the same block, after the `size` bytes); NULL when out
+ * of memory. Freed with free(). */
 void *mproc__exec_alloc(size_t size, const struct mproc__backend *be,
                         const mproc_executor_opts *opts);
 /* Run a task a backend dequeued, on its worker `worker`, and drop the

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,10 @@ void *mproc__exec_alloc(size_t size, const struct mproc__backend *be,
                         const mproc_executor_opts *opts)
 {
     size = (size + 63) & ~(size_t)63;
-    mproc_executor *ex = aligned_alloc(64, size);
+    if (opts->initarg_len > SIZE_MAX - size - 64)
+        return NULL;
+    size_t copy = (opts->initarg_len + 63) & ~(size_t)63;
+    mproc_executor *ex = aligned_alloc(64, size + copy);
     if (!ex)
         return NULL;
     memset(ex, 0, size);
@@ -77,6 +81,11 @@ void *mproc__exec_alloc(size_t size, const struct mproc__backend *be,
     ex->nworkers = opts->workers;
     ex->initializer = opts->initializer;
     ex->initarg = opts->initarg;
+    ex->initarg_len = opts->initarg_len;
+    if (opts->initarg_len > 0) {
+        ex->initarg = (char *)ex + size;
+        memcpy(ex->initarg, opts->initarg, opts->initarg_len);
+    }
     snprintf(ex->name, sizeof ex->name, "%s", opts->name);
     return ex;
 }
@@ -99,6 +108,7 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
         opts = &defaults;
     const struct mproc__backend *be = backend_of(opts->kind);
     if (!be || opts->workers > MAX_WORKERS || opts->task_timeout_ms < 0 ||
+        (opts->initarg_len > 0 && !opts->initarg) ||
         (opts->task_timeout_ms != 0 && !be->deadlines) ||
         (opts->max_tasks_per_child != 0 && !be->remote) ||
         (opts->worker_memory_limit != 0 && !be->remote) ||

@@ -46,6 +46,7 @@
 #include "exec/exec_internal.h"
 #include "os/atomic.h"
 #include "os/sys.h"
+#include "workers/fnref.h"
 
 #define SMALL_RESULT 8
 #define NO_FAILURE UINT64_MAX
@@ -474,7 +475,8 @@ static void chunk_finished(mproc_future *f, void *userdata)
  * that was cancelled.
  */
 struct rchunk_hdr {
-    uint64_t fn;          /* the item task's address in the workers' image */
+    uint64_t fn;          /* the item task, as a word of workers/fnref.h */
+    uint64_t refs;        /* fn is a reference (spawned workers) */
     uint64_t chunk;
     uint64_t item_size;
     uint64_t count;
@@ -552,7 +554,11 @@ static int remote_chunk(const void *arg, size_t len, mproc_ctx *outer)
     if (h.item_size == 0 || h.count > (len - sizeof h) / h.item_size)
         return -EPROTO;
     mproc_task_fn fn;
-    memcpy(&fn, &h.fn, sizeof fn);
+    void *addr;
+    char why[MPROC__FNREF_WHY];
+    if (mproc__fnref_decode(h.fn, h.refs != 0, &addr, why, sizeof why) != 0)
+        return mproc_fail(outer, MPROC_ENOSYMBOL, "%s", why);
+    memcpy(&fn, &addr, sizeof fn);
     const unsigned char *in = (const unsigned char *)arg + sizeof h;
     struct rbuild b = { .outer = outer };
     struct mproc_ctx ctx = { .ops = &rbuild_ops, .owner = &b, .worker = mproc_ctx_worker(outer) };
@@ -655,15 +661,21 @@ static int submit_remote_chunk(mproc_results *r, size_t k)
     size_t bytes = (hi - lo) * r->item_size;
     if (bytes > SIZE_MAX - sizeof(struct rchunk_hdr))
         return -E2BIG;
+    struct rchunk_hdr h = { 0, r->ex->fn_refs, k, r->item_size, hi - lo };
+    void *addr;
+    memcpy(&addr, &r->fn, sizeof addr);
+    /* A function a spawned worker cannot find fails the first chunk, and
+     * with it the map call (cached: a lookup for the other chunks). */
+    int rc = mproc__fnref_encode(addr, h.refs != 0, &h.fn, NULL, 0);
+    if (rc != 0)
+        return rc;
     unsigned char *msg = malloc(sizeof(struct rchunk_hdr) + bytes);
     if (!msg)
         return -ENOMEM;
-    struct rchunk_hdr h = { 0, k, r->item_size, hi - lo };
-    memcpy(&h.fn, &r->fn, sizeof h.fn);
     memcpy(msg, &h, sizeof h);
     memcpy(msg + sizeof h, r->items + lo * r->item_size, bytes);
     mproc_future *cf;
-    int rc = mproc_submit(r->ex, remote_chunk, msg, sizeof h + bytes, &cf);
+    rc = mproc_submit(r->ex, remote_chunk, msg, sizeof h + bytes, &cf);
     if (rc != 0) {
         free(msg);
         return rc;

@@ -53,6 +53,7 @@
 #include "os/shmap.h"
 #include "os/sys.h"
 #include "sync/mutex.h"
+#include "workers/fnref.h"
 #include "workers/process_internal.h"
 
 #define MAILBOX_SIZE ((size_t)64 << 20)
@@ -70,7 +71,7 @@ enum { MB_IDLE, MB_TASK, MB_DONE, MB_QUIT };
 struct mailbox {
     uint32_t state;   /* futex word (shared), MB_* */
     uint32_t cancel;  /* the parent asks the running task to stop */
-    uint64_t fn;      /* the task's address in the workers' image */
+    uint64_t fn;      /* the task: its address, or a reference (spawn; workers/fnref.h) */
     uint64_t arg_len;
     uint64_t res_off; /* where the result starts in data[] */
     uint64_t res_len;
@@ -108,6 +109,7 @@ struct ppool {
     mproc_executor base;
     struct pworker *w;
     mproc_start_method start;
+    uint64_t init_word;     /* the initializer for the workers (workers/fnref.h) */
     int64_t task_timeout_ms;
     unsigned max_tasks;     /* per worker process, 0: no limit */
     size_t mem_limit;       /* worker_memory_limit, 0: none */
@@ -142,11 +144,16 @@ static void poke(struct ppool *pp)
 
 /* ---- the worker process ------------------------------------------------- */
 
+/* A worker's start argument. Functions travel as words of
+ * workers/fnref.h: addresses for fork and forkserver workers, references
+ * for spawned ones (`refs`). initarg_len bytes of initarg follow. */
 struct worker_arg {
-    int index;
-    int (*initializer)(void *);
-    void *initarg;
-    size_t mem_limit;
+    int32_t index;
+    uint32_t refs;
+    uint64_t initializer; /* 0: none */
+    uint64_t initarg;     /* the caller's pointer, when no bytes follow */
+    uint64_t initarg_len;
+    uint64_t mem_limit;
 };
 
 /* ---- the worker's memory limit ------------------------------------------ */
@@ -238,8 +245,17 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         return -EBADF;
     struct mailbox *mb = map.addr;
     uint64_t one = 1;
-    bool ok = (!wa->mem_limit || limit_memory(mb, wa->mem_limit) == 0) &&
-              (!wa->initializer || wa->initializer(wa->initarg) >= 0);
+    bool refs = wa->refs != 0;
+    bool ok = !wa->mem_limit || limit_memory(mb, (size_t)wa->mem_limit) == 0;
+    if (ok && wa->initializer) {
+        void *a, *initarg = wa->initarg_len ? (void *)(wa + 1) : (void *)(uintptr_t)wa->initarg;
+        int (*init)(void *);
+        ok = mproc__fnref_decode(wa->initializer, refs, &a, mb->message, sizeof mb->message) == 0;
+        if (ok) {
+            memcpy(&init, &a, sizeof init);
+            ok = init(initarg) >= 0;
+        }
+    }
     mproc__store_release(ok ? &mb->ready : &mb->init_failed, 1);
     ssize_t wr = write(evfd, &one, sizeof one);
     (void)wr;
@@ -252,13 +268,16 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         if (s == MB_QUIT)
             return 0;
         mproc_task_fn fn;
-        uint64_t addr = mb->fn;
-        memcpy(&fn, &addr, sizeof fn);
+        void *addr;
         mb->res_off = (mb->arg_len + 63) & ~(uint64_t)63;
         mb->res_len = 0;
         mb->message[0] = '\0';
         struct mproc_ctx ctx = { .ops = &worker_ctx_ops, .owner = mb, .worker = mb->worker };
-        int code = fn(mb->arg_len ? mb->data : NULL, (size_t)mb->arg_len, &ctx);
+        int code = MPROC_ENOSYMBOL; /* with the reason in the message */
+        if (mproc__fnref_decode(mb->fn, refs, &addr, mb->message, sizeof mb->message) == 0) {
+            memcpy(&fn, &addr, sizeof fn);
+            code = fn(mb->arg_len ? mb->data : NULL, (size_t)mb->arg_len, &ctx);
+        }
         mb->code = code > 0 ? 0 : code;
         if (wa->mem_limit && code == -ENOMEM)
             mb->oom = 1; /* the task says it ran out: under a limit, that is the limit */
@@ -324,15 +343,24 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     mb->init_failed = 0;
     mb->oom = 0;
     mb->worker = w->index;
+    mb->message[0] = '\0'; /* an initializer that cannot be found says why here */
     w->tasks = 0;
-    struct worker_arg wa = { w->index, pp->base.initializer, pp->base.initarg, pp->mem_limit };
+    size_t ilen = pp->base.initarg_len;
+    struct worker_arg *wa = malloc(sizeof *wa + ilen);
+    if (!wa)
+        return -ENOMEM;
+    *wa = (struct worker_arg){ w->index, pp->base.fn_refs, pp->init_word,
+                               (uint64_t)(uintptr_t)pp->base.initarg, ilen, pp->mem_limit };
+    if (ilen > 0)
+        memcpy(wa + 1, pp->base.initarg, ilen);
     char name[48];
     snprintf(name, sizeof name, "%s-%d", pp->base.name, w->index);
     mproc_process *p;
-    int rc = mproc_process_create(&p, &(mproc_process_opts){ .fn = worker_main, .arg = &wa,
-                                                             .len = sizeof wa, .name = name,
+    int rc = mproc_process_create(&p, &(mproc_process_opts){ .fn = worker_main, .arg = wa,
+                                                             .len = sizeof *wa + ilen, .name = name,
                                                              .daemon = true, .start = pp->start,
                                                              .flags = MPROC_FORK_THREADS });
+    free(wa);
     if (rc != 0)
         return rc;
     int fds[2] = { w->map.fd, pp->evfd };
@@ -416,6 +444,10 @@ static void worker_died(struct ppool *pp, struct pworker *w)
             snprintf(pp->broken_why, sizeof pp->broken_why,
                      "the worker initializer %s %u times in a row (last: %s)",
                      failed ? "failed" : "crashed", pp->init_failures, how);
+            size_t at = strlen(pp->broken_why);
+            if (failed && w->mb->message[0]) /* it could not be found: why */
+                snprintf(pp->broken_why + at, sizeof pp->broken_why - at, ": %.*s",
+                         (int)sizeof w->mb->message - 1, w->mb->message);
             mproc__store_relaxed(&pp->base.broken, 1); /* Python's BrokenProcessPool */
             return;
         }
@@ -475,17 +507,28 @@ static void collect(struct pworker *w)
     mproc__store_release(&mb->state, MB_IDLE);
 }
 
-/* Give f to idle worker w. */
+/* Give f to idle worker w. A task a spawned worker cannot find fails here
+ * (MPROC_ENOSYMBOL) and w stays idle: look again at once. */
 static void assign(struct pworker *w, mproc_future *f)
 {
+    uint64_t fn;
+    void *addr;
+    char why[MPROC__FNREF_WHY];
+    memcpy(&addr, &f->fn, sizeof addr);
+    int rc = mproc__fnref_encode(addr, w->pp->base.fn_refs, &fn, why, sizeof why);
+    if (rc != 0) {
+        bump(&w->pp->failed);
+        mproc__future_resolve(f, rc, NULL, 0, why);
+        mproc_future_release(f); /* the scheduler's reference */
+        poke(w->pp);
+        return;
+    }
     int64_t limit = mproc__future_timeout(f);
     if (limit == 0)
         limit = w->pp->task_timeout_ms;
     w->limit_ms = limit > 0 ? limit : 0;
     w->deadline = limit > 0 ? mproc__now() + limit * 1000000 : 0;
     struct mailbox *mb = w->mb;
-    uint64_t fn;
-    memcpy(&fn, &f->fn, sizeof fn);
     mb->fn = fn;
     mb->arg_len = f->arg_len;
     if (f->arg_len > 0)
@@ -734,13 +777,23 @@ static void free_ppool(struct ppool *pp)
 
 static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
 {
-    if (opts->workers > MAX_PROC_WORKERS || opts->start == MPROC_START_SPAWN ||
-        (unsigned)opts->start > MPROC_START_SPAWN)
+    if (opts->workers > MAX_PROC_WORKERS || (unsigned)opts->start > MPROC_START_SPAWN ||
+        (opts->start == MPROC_START_SPAWN && opts->initarg && !opts->initarg_len))
         return -EINVAL;
     struct ppool *pp = mproc__exec_alloc(sizeof *pp, &mproc__process_backend, opts);
     if (!pp)
         return -ENOMEM;
     pp->start = opts->start == MPROC_START_DEFAULT ? MPROC_START_FORKSERVER : opts->start;
+    pp->base.fn_refs = pp->start == MPROC_START_SPAWN;
+    if (opts->initializer) {
+        void *addr;
+        memcpy(&addr, &opts->initializer, sizeof addr);
+        int rc = mproc__fnref_encode(addr, pp->base.fn_refs, &pp->init_word, NULL, 0);
+        if (rc != 0) {
+            free(pp);
+            return rc;
+        }
+    }
     pp->task_timeout_ms = opts->task_timeout_ms;
     pp->max_tasks = opts->max_tasks_per_child;
     pp->mem_limit = opts->worker_memory_limit;

@@ -299,12 +299,13 @@ static int find_cb(struct dl_phdr_info *info, size_t size, void *arg)
 
 int mproc__fnref_encode(const void *addr, bool ref, uint64_t *word, char *why, size_t n)
 {
-    say(why, n, "%s", "");
     uintptr_t a = (uintptr_t)addr;
     if (!ref) {
         *word = (uint64_t)a;
         return 0;
     }
+    if (why && n > 0)
+        why[0] = '\0';
     size_t slot = cache_slot(a);
     mproc__mutex_lock(&cache_lock);
     bool hit = a != 0 && cache[slot].addr == a;
@@ -430,7 +431,6 @@ int mproc__fnref_adopt(const void *buf, size_t len)
 
 int mproc__fnref_decode(uint64_t word, bool ref, void **addr, char *why, size_t n)
 {
-    say(why, n, "%s", "");
     if (!ref) {
         *addr = (void *)(uintptr_t)word;
         return 0;

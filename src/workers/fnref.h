@@ -48,9 +48,10 @@
  * Turn the code address addr into a 64-bit word for a child process:
  * with ref false, the address itself (fork and forkserver children);
  * with ref true, a reference that a spawned child of this process
- * decodes. Returns 0, or MPROC_ENOSYMBOL with a reason in why[0..n) (when
- * n > 0): addr is in no loaded object's code, or in an object loaded
- * after this process's snapshot (dlopen); -ENOMEM. Thread-safe.
+ * decodes. Returns 0, or MPROC_ENOSYMBOL with a reason in why[0..n) (why
+ * may be NULL): addr is in no loaded object's code, or in an object
+ * loaded after this process's snapshot (dlopen); -ENOMEM (why empty).
+ * why is left alone on success. Thread-safe.
  */
 int mproc__fnref_encode(const void *addr, bool ref, uint64_t *word, char *why, size_t n);
 
@@ -58,9 +59,9 @@ int mproc__fnref_encode(const void *addr, bool ref, uint64_t *word, char *why, s
  * The reverse, in the child: *addr for word, where ref says what
  * mproc__fnref_encode was told. A reference needs the parent's table
  * (mproc__fnref_adopt). Returns 0, or MPROC_ENOSYMBOL with a reason in
- * why[0..n): no table, a word that names no object of the table, an
- * object not loaded here or a different build of it, an offset outside
- * its code. Thread-safe once the table is adopted.
+ * why[0..n) (why may be NULL): no table, a word that names no object of
+ * the table, an object not loaded here or a different build of it, an
+ * offset outside its code. Thread-safe once the table is adopted.
  */
 int mproc__fnref_decode(uint64_t word, bool ref, void **addr, char *why, size_t n);
 
