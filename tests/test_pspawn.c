@@ -4,7 +4,8 @@
  * which is linked without -rdynamic and whose tasks are static, so they
  * reach the workers as (object, offset) references (workers/fnref.h).
  * Results and map, crashes and replacement, initializer and its initarg
- * bytes, deadlines, cancel, recycling, initializer retries, functions a
+ * bytes, deadlines, cancel, recycling, initializer retries, the memory
+ * limit, functions a
  * worker cannot have (an address that is not code, plugins loaded with
  * dlopen), bad arguments.
  *
@@ -449,6 +450,48 @@ TEST_T(deadlines_cancel_and_recycling, 60)
     WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
     CHECK_EQ(mproc_future_cancel(f), 0);
     CHECK_EQ(result_i64(f), 7);
+    mproc_future_release(f);
+    mproc_executor_destroy(ex);
+}
+
+/* ---- memory limit ---------------------------------------------------------- */
+
+#define MEM_LIMIT ((size_t)64 << 20)
+
+/* One block twice the limit: refused under the limit. */
+static int huge_block(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)arg;
+    (void)len;
+    void *p = malloc(MEM_LIMIT * 2);
+    if (!p)
+        return -ENOMEM;
+    memset(p, 1, MEM_LIMIT * 2);
+    free(p);
+    return mproc_fail(ctx, -EPERM, "a block twice the limit was granted");
+}
+
+/* The limit is set up in the spawned worker's prologue as in a forked
+ * one. Sanitizer runtimes reserve their heaps up front, so RLIMIT_AS does
+ * not bound them (test_memlimit.c): skipped there. */
+TEST(memory_limit_applies_to_spawned_workers)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return;
+#endif
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .start = MPROC_START_SPAWN,
+                                                               .worker_memory_limit =
+                                                                   MEM_LIMIT }));
+    mproc_future *f;
+    CHECK_OK(mproc_submit(ex, huge_block, NULL, 0, &f));
+    CHECK_RC(mproc_future_result(f, LONG_MS, NULL, NULL), MPROC_EMEMLIMIT);
+    mproc_future_release(f);
+    int64_t x = 8;
+    CHECK_OK(mproc_submit(ex, square, &x, sizeof x, &f));
+    CHECK_EQ(result_i64(f), 64);
     mproc_future_release(f);
     mproc_executor_destroy(ex);
 }
