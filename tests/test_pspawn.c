@@ -181,6 +181,9 @@ TEST(submit_and_map_with_static_tasks)
     parent_mark = 7;
     mproc_executor *ex = make(2);
     CHECK_EQ(mproc_executor_workers(ex), 2);
+    mproc_executor_details d;
+    CHECK_OK(mproc_executor_info(ex, &d));
+    CHECK_EQ(d.start, MPROC_START_SPAWN);
     enum { N = 100 };
     int64_t in[N];
     mproc_future *f[N];
