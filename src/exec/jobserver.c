@@ -64,6 +64,7 @@
 
 #include "exec/jobserver.h"
 #include "mproc/os.h"
+#include "os/sys.h"
 #include "sync/mutex.h"
 
 #define ID_ENV "MPROC_JOBSERVER_ID"
@@ -162,7 +163,7 @@ void mproc__jobserver_note_fds(void)
 }
 
 /* Before main, so before the program can open files on R and W. */
-__attribute__((constructor)) static void note_at_load(void)
+MPROC__EARLY_INIT static void note_at_load(void)
 {
     mproc__jobserver_note_fds();
 }

@@ -140,7 +140,7 @@ static void fork_child(void)
  * or fork: a lazy pthread_once here could be caught in progress by a fork
  * from another thread, and ThreadSanitizer's pthread_once (unlike glibc's)
  * then blocks the child for ever. */
-__attribute__((constructor)) static void pool_init(void)
+MPROC__EARLY_INIT static void pool_init(void)
 {
     exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
     pthread_atfork(fork_prepare, fork_release, fork_child);

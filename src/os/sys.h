@@ -90,6 +90,13 @@ static inline bool mproc__expired(int64_t deadline)
 /* Per-thread identity cache (sys.c explains the fork epoch). Initial-exec
  * TLS: reading it is one %fs-relative load, also inside libmproc.so. */
 #define MPROC__TLS_IE __attribute__((tls_model("initial-exec")))
+
+/* Library set-up that must run at load time, before a spawned child's
+ * entry (workers/process.c), which runs the child's task from its own
+ * constructor and never returns to the loader: prioritised constructors
+ * run before all default ones, whatever the link order. */
+#define MPROC__EARLY_INIT __attribute__((constructor(150)))
+
 extern _Thread_local pid_t mproc__cached_tid MPROC__TLS_IE;
 extern _Thread_local uint32_t mproc__cached_epoch MPROC__TLS_IE;
 extern uint32_t *mproc__epoch_word;

@@ -22,6 +22,7 @@
 
 #include "mproc/os.h"
 #include "os/atomic.h"
+#include "os/sys.h"
 #include "sync/mutex.h"
 #include "workers/fnref.h"
 
@@ -259,7 +260,7 @@ static void fork_child(void)
 }
 
 /* At load time, before the program can have threads (see exec/pool.c). */
-__attribute__((constructor)) static void fnref_init(void)
+MPROC__EARLY_INIT static void fnref_init(void)
 {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
