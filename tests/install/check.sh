@@ -72,6 +72,9 @@ for f in libmproc.so libmproc.a cmake/mproc/mprocConfig.cmake \
 done
 ls "$libdir"/libmproc.so.* >/dev/null 2>&1 || die "no versioned libmproc.so.N in $libdir"
 
+[ -x "$prefix/bin/mproc" ] || die "not installed: $prefix/bin/mproc"
+[ -f "$prefix/share/man/man1/mproc.1" ] || die "not installed: $prefix/share/man/man1/mproc.1"
+
 [ -d "$prefix/include" ] || die "no include/ under $prefix"
 installed_headers=$(cd "$prefix/include" && find . -type f | sort)
 public_headers=$(cd "$src/include" && find . -type f | sort)
