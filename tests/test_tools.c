@@ -22,6 +22,7 @@
 #include "cmdrun.h"
 #include "runner.h"
 #include "tools/tools.h"
+#include "xml.h"
 
 #ifndef MPROC_BIN
 #error "MPROC_BIN (the path of the built mproc command) must be defined"
@@ -136,6 +137,7 @@ TEST(tools_help_bench)
     expect_has(a.out, "--quick", "stdout");
     expect_has(a.out, "--json", "stdout");
     expect_has(a.out, "--workers N", "stdout");
+    expect_has(a.out, "--svg FILE", "stdout");
     struct result b = MPROC("bench", "--help");
     expect_status(&b, 0);
     CHECK_MSG(strcmp(a.out, b.out) == 0, "`mproc help bench` and `mproc bench --help` differ");
@@ -170,6 +172,8 @@ TEST(tools_bench_bad_options)
     expect_usage_error(MPROC("bench", "--workers=4097"), "--workers takes");
     expect_usage_error(MPROC("bench", "--workers", "2x"), "--workers takes");
     expect_usage_error(MPROC("bench", "--workers", "-3"), "--workers takes");
+    expect_usage_error(MPROC("bench", "--svg"), "a file name must follow");
+    expect_usage_error(MPROC("bench", "--svg="), "--svg needs a file name");
 }
 
 /* ------------------------------------------------------------------ */
@@ -353,5 +357,163 @@ TEST_T(tools_bench_quick_json, 60)
     else
         CHECK_MSG(py.status == 0, "python3's json check failed:\n%s\non:\n%s", py.err, r.out);
     result_free(&py);
+    result_free(&r);
+}
+
+/* ------------------------------------------------------------------ */
+/* charts: the SVG writer (src/tools/svg.c) and mproc bench --svg      */
+/* ------------------------------------------------------------------ */
+
+/* A fresh file name in the temporary directory (the file exists, empty). */
+static void temp_svg(char *path, size_t cap)
+{
+    snprintf(path, cap, "/tmp/mproc-test-XXXXXX.svg");
+    int fd = mkstemps(path, 4);
+    CHECK_MSG(fd >= 0, "mkstemps failed");
+    close(fd);
+}
+
+/* Write chart c with mproc__svg_write into memory and parse it. */
+static xml_node *chart_doc(const mproc__svg_chart *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CHECK(f != NULL);
+    CHECK_OK(mproc__svg_write(f, c));
+    CHECK(fclose(f) == 0);
+    xml_node *doc = xml_parse(text);
+    free(text);
+    return doc;
+}
+
+TEST(tools_svg_chart_is_well_formed)
+{
+    const double x[] = { 1, 2, 3, 4 }, y1[] = { 1, 1.8, 2.4, 2.9 };
+    const double y2[] = { 1, NAN, 3, 4 }; /* the NaN point is left out */
+    const char *odd = "a <b> & \"c\" 'd'\x01";
+    mproc__svg_series series[] = {
+        { .name = "measured", .x = x, .y = y1, .n = 4, .markers = true },
+        { .name = odd, .x = x, .y = y2, .n = 4, .style = MPROC__SVG_DASHED },
+        { .name = "empty", .x = NULL, .y = NULL, .n = 0 },
+    };
+    mproc__svg_chart c = { .title = "T <1> & \"2\"", .x_label = "x & y", .y_label = "<y>",
+                           .series = series, .nseries = 3, .x_min = NAN, .x_max = NAN,
+                           .y_min = 0, .y_max = NAN, .x_whole = true };
+    xml_node *doc = chart_doc(&c);
+    CHECK(strcmp(doc->name, "svg") == 0);
+    CHECK(strcmp(xml_attr(doc, "xmlns"), "http://www.w3.org/2000/svg") == 0);
+    const xml_node *title = xml_find(doc, "title", NULL, NULL);
+    CHECK(title != NULL && strcmp(title->text, "T <1> & \"2\"") == 0);
+    CHECK(xml_find(doc, "text", "class", "x-label") != NULL);
+    CHECK(strcmp(xml_find(doc, "text", "class", "x-label")->text, "x & y") == 0);
+    CHECK(strcmp(xml_find(doc, "text", "class", "y-label")->text, "<y>") == 0);
+    /* Each series: its points, by name (escaped, control character dropped). */
+    CHECK_EQ(svg_series_points(doc, "measured"), 4);
+    CHECK_EQ(svg_series_points(doc, "a <b> & \"c\" 'd'"), 3);
+    CHECK_EQ(svg_series_points(doc, "empty"), 0);
+    CHECK_EQ(svg_series_points(doc, "absent"), -1);
+    CHECK_EQ(xml_count(doc, "polyline"), 3);
+    CHECK_EQ(xml_count(doc, "circle"), 4); /* markers on "measured" only */
+    /* The legend names every series. */
+    const xml_node *legend = xml_find(doc, "g", "class", "legend");
+    CHECK(legend != NULL && xml_count(legend, "text") == 3);
+    CHECK(strcmp(legend->children[1 * 2 + 1]->text, "a <b> & \"c\" 'd'") == 0);
+    /* Whole-number x ticks: 1, 2, 3, 4 and nothing in between. */
+    const xml_node *xt = xml_find(doc, "g", "class", "x-ticks");
+    CHECK(xt != NULL);
+    CHECK_EQ(xml_count(xt, "text"), 4);
+    CHECK(strcmp(xml_find(xt, "text", NULL, NULL)->text, "1") == 0);
+    /* Nothing the document would fetch or run. */
+    CHECK_EQ(xml_count(doc, "script") + xml_count(doc, "image") + xml_count(doc, "use"), 0);
+    xml_free(doc);
+}
+
+TEST(tools_svg_bad_input)
+{
+    const double x[] = { 1 };
+    mproc__svg_series bad_series = { .name = "s", .x = x, .y = NULL, .n = 1 };
+    mproc__svg_chart c = { .series = &bad_series, .nseries = 1, .x_min = NAN, .x_max = NAN,
+                           .y_min = NAN, .y_max = NAN };
+    CHECK_RC(mproc__svg_write(stdout, &c), -EINVAL);
+    CHECK_RC(mproc__svg_write(stdout, NULL), -EINVAL);
+    CHECK_RC(mproc__svg_write(NULL, &c), -EINVAL);
+    mproc__svg_chart inverted = { .x_min = 2, .x_max = 1, .y_min = NAN, .y_max = NAN };
+    CHECK_RC(mproc__svg_write(stdout, &inverted), -EINVAL);
+    mproc__svg_chart infinite = { .x_min = NAN, .x_max = INFINITY, .y_min = NAN, .y_max = NAN };
+    CHECK_RC(mproc__svg_write(stdout, &infinite), -EINVAL);
+    mproc__svg_chart none = { .x_min = NAN, .x_max = NAN, .y_min = NAN, .y_max = NAN };
+    CHECK_RC(mproc__svg_save("/nonexistent-dir/x.svg", &none), -ENOENT);
+    CHECK_RC(mproc__svg_save("", &none), -EINVAL);
+    /* No series, or one point only: still a whole chart. */
+    xml_node *doc = chart_doc(&none);
+    CHECK_EQ(xml_count(doc, "polyline"), 0);
+    xml_free(doc);
+    mproc__svg_series one = { .name = "one", .x = x, .y = x, .n = 1 };
+    mproc__svg_chart single = { .series = &one, .nseries = 1, .x_min = NAN, .x_max = NAN,
+                                .y_min = NAN, .y_max = NAN };
+    doc = chart_doc(&single);
+    CHECK_EQ(svg_series_points(doc, "one"), 1);
+    xml_free(doc);
+}
+
+/* In a child: parse text (a failure ends the child with a non-zero
+ * status); its complaint goes nowhere. */
+static int xml_parse_quietly(void *text)
+{
+    if (!freopen("/dev/null", "w", stderr) || !freopen("/dev/null", "w", stdout))
+        return 0;
+    xml_free(xml_parse(text));
+    return 0;
+}
+
+/* The XML checker the chart tests rely on refuses what is not
+ * well-formed. */
+TEST(tools_xml_checker_is_strict)
+{
+    xml_node *v = xml_parse("<?xml version=\"1.0\"?>\n<!-- c --><a x='1' y=\"&lt;&#65;&#x42;\">"
+                            "t&amp;<b/><![CDATA[<raw>]]><c k=\"v\"></c ></a>\n");
+    CHECK(strcmp(v->name, "a") == 0 && v->n == 2);
+    CHECK(strcmp(xml_attr(v, "y"), "<AB") == 0);
+    CHECK(strcmp(v->text, "t&<raw>") == 0);
+    CHECK(xml_find(v, "c", "k", "v") != NULL && xml_find(v, "c", "k", "w") == NULL);
+    xml_free(v);
+    const char *bad[] = {
+        "", "text", "<a>", "<a></b>", "<a><b></a></b>", "<a x=1/>", "<a x=\"1/>",
+        "<a x=\"<\"/>", "<a x=\"1\" x=\"2\"/>", "<a x=\"1\"y=\"2\"/>", "<a>&nbsp;</a>",
+        "<a>& b</a>", "<a>&#0;</a>", "<a>x < y</a>", "<a/><b/>", "<a/>text",
+        "<a>\x01</a>", "<!-- a -- b --><a/>", "<!DOCTYPE a><a/>", "<1a/>", "<a>]]></a>",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int status = test_wait(test_fork(xml_parse_quietly, (void *)bad[i]), 10000);
+        CHECK_MSG(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0,
+                  "'%s' was accepted as XML", bad[i]);
+    }
+}
+
+TEST_T(tools_bench_svg, 60)
+{
+    char path[64];
+    temp_svg(path, sizeof path);
+    struct result r = MPROC("bench", "--quick", "--workers", "2", "--svg", path);
+    expect_status(&r, 0);
+    result_free(&r);
+    char *text = xml_read_file(path);
+    unlink(path);
+    xml_node *doc = xml_parse(text);
+    free(text);
+    CHECK(strcmp(doc->name, "svg") == 0);
+    expect_has(xml_find(doc, "title", NULL, NULL)->text, "CPU-bound speed-up", "the title");
+    /* One point per CPU-bound run: 1 and 2 workers. */
+    CHECK_EQ(svg_series_points(doc, "measured speed-up"), 2);
+    CHECK_EQ(svg_series_points(doc, "ideal (N workers: N x)"), 2);
+    /* The fit needs a run with 2 workers on 2 CPUs or more. */
+    CHECK_EQ(svg_series_points(doc, "fitted Amdahl curve"), cpus() >= 2 ? 2 : -1);
+    xml_free(doc);
+
+    /* A file that cannot be written: the measurement runs, then exit 1. */
+    r = MPROC("bench", "--quick", "--workers", "1", "--svg", "/nonexistent-dir/x.svg");
+    expect_status(&r, 1);
+    expect_has(r.err, "cannot write the chart to /nonexistent-dir/x.svg", "stderr");
     result_free(&r);
 }

@@ -24,8 +24,9 @@
  *
  * Amdahl's law is fitted (amdahl.c) to the cpu-bound runs with at most
  * one worker per CPU. Output: a table per workload on stdout, or one JSON
- * document with --json. Progress goes to stderr only when stderr is a
- * terminal (cli.c). All of it runs on the command's main thread; the
+ * document with --json; with --svg FILE also a chart of the cpu-bound
+ * speed-ups, the fitted curve and the ideal line (svg.c). Progress goes
+ * to stderr only when stderr is a terminal (cli.c). All of it runs on the command's main thread; the
  * tasks run on the executors' workers and share nothing but their
  * (read-only) task descriptions.
  */
@@ -71,6 +72,7 @@ struct bench_opts {
     bool quick;
     bool json;
     unsigned max_workers; /* --workers; 0: the defaults */
+    const char *svg;      /* --svg FILE, or NULL */
 };
 
 /* One task: work(param, seed). Tasks are submitted by reference; the
@@ -660,7 +662,7 @@ static void print_json(const struct bench_opts *o, unsigned cpus, const struct w
 void mproc__bench_usage(FILE *out)
 {
     fputs(
-        "usage: mproc bench [--quick] [--json] [--workers N]\n"
+        "usage: mproc bench [--quick] [--json] [--workers N] [--svg FILE]\n"
         "\n"
         "Measures on this machine the lesson of the notes on CPU-bound and\n"
         "I/O-bound work. Two batches of tasks run one after another in the\n"
@@ -681,11 +683,13 @@ void mproc__bench_usage(FILE *out)
         "  --workers N  largest worker count, for both batches (1-4096); the\n"
         "               default is the CPU count (then 2 x CPUs) for CPU-bound,\n"
         "               64 for I/O-bound\n"
+        "  --svg FILE   also write a chart of the CPU-bound speed-ups, the fitted\n"
+        "               Amdahl curve and the ideal line to FILE (SVG)\n"
         "  -h, --help   print this help\n"
         "\n"
         "While it runs, a progress line is shown on stderr if stderr is a\n"
         "terminal. Exit status: 0 done, 1 a run failed (an executor could not\n"
-        "start, a task failed), 2 bad usage.\n",
+        "start, a task failed) or the chart could not be written, 2 bad usage.\n",
         out);
 }
 
@@ -711,6 +715,23 @@ static int parse_workers(int argc, char **argv, int *i, unsigned *out)
     return 0;
 }
 
+/* The value of --svg, from "--svg=FILE" or the next argument. */
+static int parse_svg(int argc, char **argv, int *i, const char **out)
+{
+    const char *a = argv[*i];
+    const char *v = NULL;
+    if (a[strlen("--svg")] == '=')
+        v = a + strlen("--svg=");
+    else if (*i + 1 < argc)
+        v = argv[++*i];
+    if (v == NULL)
+        return usage_error("a file name must follow", a);
+    if (*v == '\0')
+        return usage_error("--svg needs a file name, not", v);
+    *out = v;
+    return 0;
+}
+
 /* Parse argv[1..argc) into *o. Returns 0, 1 for --help, or
  * MPROC_TOOL_USAGE (message printed). */
 static int parse_opts(int argc, char **argv, struct bench_opts *o)
@@ -727,6 +748,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             help = true;
         else if (strcmp(a, "--workers") == 0 || strncmp(a, "--workers=", 10) == 0)
             rc = parse_workers(argc, argv, &i, &o->max_workers);
+        else if (strcmp(a, "--svg") == 0 || strncmp(a, "--svg=", 6) == 0)
+            rc = parse_svg(argc, argv, &i, &o->svg);
         else
             rc = usage_error(a[0] == '-' ? "unknown option" : "unexpected argument", a);
         if (rc != 0)
@@ -771,9 +794,47 @@ static int bench_io(struct workload *w, const struct bench_opts *o, unsigned cpu
     return 0;
 }
 
+/* The chart of --svg: the cpu-bound speed-ups against the worker count,
+ * the fitted Amdahl curve (when there is a fit) and the ideal line, each
+ * at the worker counts measured. */
+static int write_chart(const char *path, const struct workload *w, const struct amdahl *a,
+                       unsigned cpus)
+{
+    double n[MAX_RUNS], measured[MAX_RUNS], fitted[MAX_RUNS];
+    for (size_t i = 0; i < w->nruns; i++) {
+        n[i] = w->runs[i].workers;
+        measured[i] = w->runs[i].speedup;
+        fitted[i] = a->fitted ? mproc__amdahl_speedup(a->p, n[i]) : NAN;
+    }
+    mproc__svg_series series[] = {
+        { .name = "measured speed-up", .x = n, .y = measured, .n = w->nruns, .markers = true },
+        { .name = "ideal (N workers: N x)", .x = n, .y = n, .n = w->nruns,
+          .style = MPROC__SVG_DOTTED },
+        { .name = "fitted Amdahl curve", .x = n, .y = fitted, .n = w->nruns,
+          .style = MPROC__SVG_DASHED },
+    };
+    char title[128];
+    if (a->fitted)
+        snprintf(title, sizeof title, "mproc bench: CPU-bound speed-up on %u CPU%s (P = %.3f)",
+                 cpus, cpus == 1 ? "" : "s", a->p);
+    else
+        snprintf(title, sizeof title, "mproc bench: CPU-bound speed-up on %u CPU%s", cpus,
+                 cpus == 1 ? "" : "s");
+    mproc__svg_chart chart = {
+        .title = title, .x_label = "workers (threads)",
+        .y_label = "speed-up over the sequential loop", .series = series,
+        .nseries = a->fitted ? 3 : 2, .x_min = NAN, .x_max = NAN, .y_min = 0, .y_max = NAN,
+        .x_whole = true,
+    };
+    int rc = mproc__svg_save(path, &chart);
+    if (rc < 0)
+        bench_error("cannot write the chart to %s: %s", path, mproc_strerror(rc));
+    return rc;
+}
+
 int mproc__bench_main(int argc, char **argv)
 {
-    struct bench_opts o = { .quick = false, .json = false, .max_workers = 0 };
+    struct bench_opts o = { .quick = false, .json = false, .max_workers = 0, .svg = NULL };
     int rc = parse_opts(argc, argv, &o);
     if (rc == 1) {
         mproc__bench_usage(stdout);
@@ -794,6 +855,8 @@ int mproc__bench_main(int argc, char **argv)
         rc = bench_io(&io, &o, cpus);
     if (rc == 0 && o.json)
         print_json(&o, cpus, &cpu, &a, &io);
+    if (rc == 0 && o.svg != NULL)
+        rc = write_chart(o.svg, &cpu, &a, cpus);
     free(cpu.tasks);
     free(io.tasks);
     return rc == 0 ? MPROC_TOOL_OK : MPROC_TOOL_FAILED;

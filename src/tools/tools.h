@@ -8,6 +8,7 @@
 #ifndef MPROC_TOOLS_H
 #define MPROC_TOOLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -61,6 +62,46 @@ double mproc__amdahl_speedup(double p, double n);
 /* mproc__amdahl_bound - the largest speed-up any number of processors can
  * give for parallel fraction p, 1/(1-p); INFINITY when p >= 1. */
 double mproc__amdahl_bound(double p);
+
+/* ---- SVG line charts (svg.c) -------------------------------------- */
+
+/* How a series' line is drawn. */
+enum { MPROC__SVG_SOLID = 0, MPROC__SVG_DASHED, MPROC__SVG_DOTTED };
+
+/* One named line: n points (x[i], y[i]), drawn in order; points with a
+ * coordinate that is not finite are left out. */
+typedef struct mproc__svg_series {
+    const char *name;    /* the legend's text (escaped when written) */
+    const double *x, *y; /* n values each; borrowed, not copied */
+    size_t n;
+    int style;           /* MPROC__SVG_SOLID / _DASHED / _DOTTED */
+    bool markers;        /* a dot on each point (for measured data) */
+} mproc__svg_series;
+
+/* A chart: title, axis labels, series. An axis bound that is NaN is
+ * taken from the data; ranges are then widened to whole ticks. */
+typedef struct mproc__svg_chart {
+    const char *title, *x_label, *y_label; /* NULL: empty */
+    const mproc__svg_series *series;
+    size_t nseries;
+    double x_min, x_max, y_min, y_max;
+    bool x_whole;        /* x ticks on whole numbers only (counts) */
+} mproc__svg_chart;
+
+/*
+ * mproc__svg_write - write chart c to `out` as one self-contained,
+ * well-formed SVG document (a line chart with axes, ticks, labels,
+ * title and a legend; every text escaped for XML). Each series is a
+ * <g class="series" data-series="NAME"> holding one <polyline> with its
+ * finite points. Returns 0, -EINVAL (NULL out or chart, a series with
+ * points but no arrays, min > max on an axis) or -EIO (a write failed).
+ */
+int mproc__svg_write(FILE *out, const mproc__svg_chart *c);
+
+/* mproc__svg_save - mproc__svg_write into the file at `path` (created or
+ * truncated). Returns 0, -EINVAL, or -errno of the failed open, write or
+ * close. */
+int mproc__svg_save(const char *path, const mproc__svg_chart *c);
 
 /* ---- command-line helpers (cli.c) --------------------------------- */
 
