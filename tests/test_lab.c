@@ -3,6 +3,7 @@
  * --quick mode with its JSON parsed and its figures checked for what must
  * hold on any machine; usage errors exit with status 2.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -45,6 +46,7 @@ TEST(list_names_every_lab)
     struct result r = MPROC("lab", "list");
     expect_status(&r, 0);
     expect_has(r.out, "race ", "lab list");
+    expect_has(r.out, "io-vs-cpu ", "lab list");
     result_free(&r);
 }
 
@@ -340,4 +342,34 @@ TEST(process_labs_listed_and_strict)
         expect_has(r.err, "unexpected argument 'extra'", "stderr");
         result_free(&r);
     }
+}
+/* ---- io-vs-cpu ------------------------------------------------------ */
+
+TEST_T(io_vs_cpu_figures, 60)
+{
+    json *doc = lab_json("io-vs-cpu");
+    double cpus = metric(doc, "cpus"), requests = metric(doc, "io_requests");
+    CHECK(cpus >= 1 && requests >= 32);
+    /* Every answer came back intact, from every run (1 round in --quick:
+     * sequential, threads, processes), and the server sent each once. */
+    CHECK_EQ(metric(doc, "io_answers"), 3 * requests);
+    CHECK_EQ(metric(doc, "io_intact"), metric(doc, "io_answers"));
+    CHECK_EQ(metric(doc, "server_answered"), metric(doc, "io_answers"));
+    CHECK_EQ(metric(doc, "cpu_runs"), 6); /* 3 rounds x (threads, processes) */
+    CHECK_EQ(metric(doc, "cpu_runs_matched"), metric(doc, "cpu_runs"));
+    /* Sleep-bound: 32+ requests that each wait 10 ms overlap on 8+ workers
+     * whatever the load (the ideal is the worker count, 16 or more). */
+    CHECK(metric(doc, "io_workers") >= 8);
+    CHECK_MSG(metric(doc, "io_threads_speedup") > 2, "I/O on threads: %.2fx",
+              metric(doc, "io_threads_speedup"));
+    CHECK_MSG(metric(doc, "io_processes_speedup") > 2, "I/O on processes: %.2fx",
+              metric(doc, "io_processes_speedup"));
+    /* The verdict follows from the figures, by the lab's stated rule. */
+    double cores = metric(doc, "cpu_workers") < cpus ? metric(doc, "cpu_workers") : cpus;
+    double thr = metric(doc, "cpu_threads_speedup"), proc = metric(doc, "cpu_processes_speedup");
+    bool holds = metric(doc, "io_threads_speedup") > cpus &&
+                 (thr > proc ? thr : proc) <= 1.1 * cores &&
+                 (cores < 2 || (thr > 1.2 && proc > 1.2));
+    CHECK_EQ(json_bool(doc, "holds"), holds);
+    json_free(doc);
 }

@@ -70,6 +70,48 @@ void mproc__lab_note(mproc__lab_report *r, const char *fmt, ...)
 void mproc__lab_verdict(mproc__lab_report *r, bool holds, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- what labs need from the system (labsys.c) --------------------- */
+
+/* mproc__tcp_listen - a TCP socket listening on 127.0.0.1 at a port the
+ * kernel picks (stored in *port), backlog SOMAXCONN, close-on-exec,
+ * non-blocking if asked. Returns the socket or -errno. */
+int mproc__tcp_listen(uint16_t *port, bool nonblocking);
+
+/* mproc__tcp_connect - a blocking TCP connection to 127.0.0.1:port with
+ * TCP_NODELAY; sends and receives on it give up after timeout_ms (0: no
+ * limit). Returns the socket or -errno. */
+int mproc__tcp_connect(uint16_t port, int64_t timeout_ms);
+
+/* mproc__send_all - send all of buf (retrying short sends and EINTR,
+ * never raising SIGPIPE). Returns 0, -ETIMEDOUT (the socket's send
+ * timeout ran out, or it is non-blocking and full) or -errno. */
+int mproc__send_all(int fd, const void *buf, size_t len);
+
+/* mproc__recv_some - one recv (EINTR retried): the bytes received, 0 at
+ * end of stream, -ETIMEDOUT (timeout, or nothing there on a non-blocking
+ * socket) or -errno. */
+ssize_t mproc__recv_some(int fd, void *buf, size_t cap);
+
+/* mproc__proc_status - the number after "FIELD:" in /proc/self/status
+ * (e.g. "VmRSS" in KiB, "Threads"), or -errno (-ENOENT: no such field). */
+long mproc__proc_status(const char *field);
+
+/* mproc__raise_nofile - make sure this process may open `want` files:
+ * raise the soft RLIMIT_NOFILE towards `want`, no higher than the hard
+ * limit. Returns the soft limit now in effect (may be below want), or
+ * -errno. */
+long mproc__raise_nofile(long want);
+
+/* mproc__lab_spin - `steps` steps of an arithmetic loop (xorshift64)
+ * from `seed`: CPU-bound work that touches no memory; returns its last
+ * value (use it, or the loop may be optimised away). */
+uint64_t mproc__lab_spin(uint64_t steps, uint64_t seed);
+
+/* mproc__lab_spin_rate - mproc__lab_spin steps per microsecond on this
+ * machine: the fastest of ever longer loops, timed until one lasts
+ * min_ms. */
+double mproc__lab_spin_rate(int64_t min_ms);
+
 /* The labs (one file each, lab_NAME.c). */
 int mproc__lab_race(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_switch(const mproc__lab_opts *o, mproc__lab_report *r);
@@ -77,6 +119,7 @@ int mproc__lab_create(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_cow(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_zombie(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_ipc(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r);
 
 /* ---- helpers several labs share (labkit.c) -------------------------- */
 

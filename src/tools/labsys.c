@@ -1,0 +1,162 @@
+/*
+ * tools/labsys.c -- what the labs need from Linux beyond mproc: loopback
+ * TCP sockets (the servers and clients of `lab io-vs-cpu` and `lab
+ * c10k`), figures of /proc/self/status, the open-files limit, and a
+ * calibrated arithmetic loop (the CPU-bound work of several labs).
+ * Declared in lab.h. Every function here is safe to call from any thread
+ * (they share no state); the socket calls never raise SIGPIPE.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mproc.h>
+
+#include "lab.h"
+
+static struct sockaddr_in loopback(uint16_t port)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+int mproc__tcp_listen(uint16_t *port, bool nonblocking)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_in a = loopback(0);
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+int mproc__tcp_connect(uint16_t port, int64_t timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
+    struct sockaddr_in a = loopback(port);
+    int rc = 0;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+        (timeout_ms > 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+                            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)))
+        rc = -errno;
+    while (rc == 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        if (errno != EINTR)
+            rc = -errno;
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int mproc__send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t mproc__recv_some(int fd, void *buf, size_t cap)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, cap, 0);
+        if (n >= 0)
+            return n;
+        if (errno != EINTR)
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+    }
+}
+
+long mproc__proc_status(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (f == NULL)
+        return -errno;
+    char line[256];
+    size_t n = strlen(field);
+    long v = -ENOENT;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            char *end;
+            v = strtol(line + n + 1, &end, 10);
+            if (end == line + n + 1)
+                v = -EPROTO;
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+long mproc__raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -errno;
+    if (rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < want) {
+        rlim_t soft = rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > want
+                          ? (rlim_t)want
+                          : rl.rlim_max;
+        struct rlimit raised = { .rlim_cur = soft, .rlim_max = rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = soft;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? want : (long)rl.rlim_cur;
+}
+
+uint64_t mproc__lab_spin(uint64_t steps, uint64_t seed)
+{
+    /* xorshift64: each step needs the one before, so the loop can be
+     * neither vectorised nor skipped, and it touches no memory. */
+    uint64_t x = (seed * UINT64_C(0x9E3779B97F4A7C15)) | 1;
+    for (uint64_t i = 0; i < steps; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    return x;
+}
+
+double mproc__lab_spin_rate(int64_t min_ms)
+{
+    volatile uint64_t sink = 0;
+    double best = 0;
+    for (uint64_t steps = UINT64_C(1) << 14;; steps *= 2) {
+        int64_t t0 = mproc_now_ns();
+        sink += mproc__lab_spin(steps, steps);
+        double us = (double)(mproc_now_ns() - t0) / 1e3;
+        if (us > 0 && (double)steps / us > best)
+            best = (double)steps / us;
+        if (us >= (double)min_ms * 1e3 || steps >= (UINT64_C(1) << 40))
+            return best;
+    }
+}
