@@ -47,6 +47,7 @@ TEST(list_names_every_lab)
     expect_status(&r, 0);
     expect_has(r.out, "race ", "lab list");
     expect_has(r.out, "io-vs-cpu ", "lab list");
+    expect_has(r.out, "gil ", "lab list");
     result_free(&r);
 }
 
@@ -371,5 +372,29 @@ TEST_T(io_vs_cpu_figures, 60)
                  (thr > proc ? thr : proc) <= 1.1 * cores &&
                  (cores < 2 || (thr > 1.2 && proc > 1.2));
     CHECK_EQ(json_bool(doc, "holds"), holds);
+    json_free(doc);
+}
+
+/* ---- gil ------------------------------------------------------------ */
+
+TEST_T(gil_figures, 60)
+{
+    json *doc = lab_json("gil");
+    /* All the work was done, in every run (3 rounds x 2 modes x 2-3
+     * thread counts). */
+    CHECK(metric(doc, "runs") >= 12);
+    CHECK_EQ(metric(doc, "runs_exact"), metric(doc, "runs"));
+    /* The GIL lets one thread compute at a time: an invariant. */
+    CHECK_EQ(metric(doc, "gil_most_at_once"), 1);
+    /* On dedicated cores (the CPU time of the run's critical path, which
+     * other load does not change) the GIL run cannot gain from a second
+     * thread, and the run without it halves its critical path; timings by
+     * the wall clock depend on the machine's load and are not checked. */
+    CHECK_MSG(metric(doc, "gil_cpu_speedup_2") < 1.3, "GIL, 2 threads: %.2fx",
+              metric(doc, "gil_cpu_speedup_2"));
+    CHECK_MSG(metric(doc, "nogil_cpu_speedup_2") > 1.3, "no GIL, 2 threads: %.2fx",
+              metric(doc, "nogil_cpu_speedup_2"));
+    /* The verdict follows from the figures, by the lab's stated rule. */
+    CHECK_EQ(json_bool(doc, "holds"), metric(doc, "nogil_speedup_2") >= 1.3);
     json_free(doc);
 }

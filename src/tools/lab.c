@@ -62,6 +62,11 @@ static const mproc__lab lab_table[] = {
       "waits another can advance (the threaded downloader 'will be 10x-50x faster'); CPU-bound "
       "tasks improve only with real parallelism on several cores (in Python, processes).",
       LAB_OPT_WORKERS, mproc__lab_io_vs_cpu },
+    { "gil", "CPU-bound threads with and without a simulated global interpreter lock",
+      "In C++ or Java, 4 threads on a 4-core CPU use all 4 cores (real parallelism); in "
+      "CPython, no: the GIL lets only one thread run bytecode at a time, so the threads take "
+      "turns and never run in real parallel, even with 128 cores.",
+      LAB_OPT_WORKERS, mproc__lab_gil },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])
