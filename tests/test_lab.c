@@ -3,14 +3,18 @@
  * --quick mode with its JSON parsed and its figures checked for what must
  * hold on any machine; usage errors exit with status 2.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "cmdrun.h"
 #include "json.h"
 #include "runner.h"
+#include "xml.h"
 
 #ifndef MPROC_BIN
 #error "MPROC_BIN (the path of the built mproc command) must be defined"
@@ -34,6 +38,26 @@ static json *lab_json(const char *name)
     return doc;
 }
 
+/* Run `mproc lab NAME --quick --json` with extra arguments (up to 6),
+ * expect success, parse stdout. */
+#define LAB_JSON_WITH(name, ...) lab_json_argv(name, (char *[]){ __VA_ARGS__, NULL })
+static json *lab_json_argv(const char *name, char **extra)
+{
+    char *argv[12] = { MPROC_BIN, "lab", (char *)name, "--quick", "--json" };
+    size_t n = 5;
+    for (; *extra && n < 11; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    struct result r = run_with(MPROC_BIN, argv, "");
+    expect_status(&r, 0);
+    json *doc = json_parse(r.out);
+    result_free(&r);
+    CHECK(strcmp(json_str(doc, "lab"), name) == 0);
+    CHECK(strlen(json_str(doc, "verdict")) > 10);
+    CHECK(json_at(doc, "error")->kind == J_NULL);
+    return doc;
+}
+
 static double metric(const json *doc, const char *key)
 {
     char path[96];
@@ -48,6 +72,7 @@ TEST(list_names_every_lab)
     expect_has(r.out, "race ", "lab list");
     expect_has(r.out, "io-vs-cpu ", "lab list");
     expect_has(r.out, "gil ", "lab list");
+    expect_has(r.out, "amdahl ", "lab list");
     result_free(&r);
 }
 
@@ -397,4 +422,94 @@ TEST_T(gil_figures, 60)
     /* The verdict follows from the figures, by the lab's stated rule. */
     CHECK_EQ(json_bool(doc, "holds"), metric(doc, "nogil_speedup_2") >= 1.3);
     json_free(doc);
+}
+
+/* ---- amdahl --------------------------------------------------------- */
+
+/* Whether metric `key` is null (a fit that could not be made). */
+static bool metric_null(const json *doc, const char *key)
+{
+    char path[96];
+    snprintf(path, sizeof path, "metrics.%s.value", key);
+    const json *v = json_at(doc, path);
+    CHECK_MSG(v != NULL, "no metric %s", key);
+    return v->kind == J_NULL;
+}
+
+TEST_T(amdahl_fits_the_chosen_fraction, 60)
+{
+    json *doc = LAB_JSON_WITH("amdahl", "--serial", "0.5", "--workers", "2");
+    CHECK(fabs(metric(doc, "serial") - 0.5) < 1e-9);
+    CHECK(fabs(metric(doc, "p_chosen") - 0.5) < 1e-9);
+    CHECK_EQ(metric(doc, "max_workers"), 2);
+    /* On dedicated cores (serial CPU time + the longest worker's parallel
+     * CPU time: other load does not change it) the fit finds the chosen
+     * P. By the wall clock it needs two free CPUs, which a loaded VM or a
+     * sanitizer run does not give: not checked. */
+    CHECK_MSG(fabs(metric(doc, "p_fitted_cpu") - 0.5) <= 0.1, "P fitted on dedicated cores: %.3f",
+              metric(doc, "p_fitted_cpu"));
+    CHECK(metric(doc, "cpu_speedup_2") > 1.0 && metric(doc, "cpu_speedup_2") < 2.0);
+    /* The verdict follows from the figures, by the lab's stated rule. */
+    bool holds = !metric_null(doc, "p_fitted") && metric(doc, "p_error") <= 0.1 &&
+                 metric(doc, "speedup_2") <= 1.05 * metric(doc, "bound");
+    CHECK_EQ(json_bool(doc, "holds"), holds);
+    json_free(doc);
+}
+
+TEST_T(amdahl_svg_chart, 60)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mproc-lab-XXXXXX.svg");
+    int fd = mkstemps(path, 4);
+    CHECK(fd >= 0);
+    close(fd);
+    struct result r = MPROC("lab", "amdahl", "--quick", "--workers", "3", "--serial", "0.25",
+                            "--svg", path);
+    expect_status(&r, 0);
+    expect_has(r.out, "Chart written to", "stdout");
+    expect_has(r.out, "verdict: ", "stdout");
+    result_free(&r);
+    char *text = xml_read_file(path);
+    unlink(path);
+    xml_node *svg = xml_parse(text);
+    free(text);
+    CHECK(strcmp(svg->name, "svg") == 0);
+    expect_has(xml_find(svg, "title", NULL, NULL)->text, "serial fraction 0.25", "the title");
+    /* One point per worker count, 1..3, in every series. */
+    CHECK_EQ(svg_series_points(svg, "measured speed-up"), 3);
+    CHECK_EQ(svg_series_points(svg, "CPU-time speed-up"), 3);
+    CHECK_EQ(svg_series_points(svg, "Amdahl's law, chosen P"), 3);
+    CHECK_EQ(svg_series_points(svg, "ideal (N x)"), 3);
+    /* The wall-clock fit uses the runs with at most one worker per CPU:
+     * none beyond 1 worker on a 1-CPU machine. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus >= 2)
+        CHECK_EQ(svg_series_points(svg, "fitted Amdahl curve"), 3);
+    xml_free(svg);
+}
+
+TEST(amdahl_bad_options)
+{
+    const char *bad_serial[] = { "1", "1.5", "-0.1", "x", "0.5x", "" };
+    for (size_t i = 0; i < sizeof bad_serial / sizeof bad_serial[0]; i++) {
+        struct result r = MPROC("lab", "amdahl", "--serial", (char *)bad_serial[i]);
+        expect_status(&r, 2);
+        expect_has(r.err, "--serial takes a fraction", "stderr");
+        result_free(&r);
+    }
+    struct result r = MPROC("lab", "amdahl", "--svg");
+    expect_status(&r, 2);
+    result_free(&r);
+    r = MPROC("lab", "gil", "--serial", "0.5"); /* only amdahl takes it */
+    expect_status(&r, 2);
+    expect_has(r.err, "does not take the option '--serial'", "stderr");
+    result_free(&r);
+    r = MPROC("lab", "io-vs-cpu", "--svg", "x.svg");
+    expect_status(&r, 2);
+    result_free(&r);
+    /* A chart that cannot be written: the lab fails (exit 1) and says why. */
+    r = MPROC("lab", "amdahl", "--quick", "--workers", "2", "--svg", "/nonexistent-dir/a.svg");
+    expect_status(&r, 1);
+    expect_has(r.out, "cannot write the chart to /nonexistent-dir/a.svg", "stdout");
+    result_free(&r);
 }

@@ -506,7 +506,7 @@ TEST_T(tools_bench_svg, 60)
     expect_has(xml_find(doc, "title", NULL, NULL)->text, "CPU-bound speed-up", "the title");
     /* One point per CPU-bound run: 1 and 2 workers. */
     CHECK_EQ(svg_series_points(doc, "measured speed-up"), 2);
-    CHECK_EQ(svg_series_points(doc, "ideal (N workers: N x)"), 2);
+    CHECK_EQ(svg_series_points(doc, "ideal (N x)"), 2);
     /* The fit needs a run with 2 workers on 2 CPUs or more. */
     CHECK_EQ(svg_series_points(doc, "fitted Amdahl curve"), cpus() >= 2 ? 2 : -1);
     xml_free(doc);

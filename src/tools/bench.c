@@ -808,7 +808,7 @@ static int write_chart(const char *path, const struct workload *w, const struct 
     }
     mproc__svg_series series[] = {
         { .name = "measured speed-up", .x = n, .y = measured, .n = w->nruns, .markers = true },
-        { .name = "ideal (N workers: N x)", .x = n, .y = n, .n = w->nruns,
+        { .name = "ideal (N x)", .x = n, .y = n, .n = w->nruns,
           .style = MPROC__SVG_DOTTED },
         { .name = "fitted Amdahl curve", .x = n, .y = fitted, .n = w->nruns,
           .style = MPROC__SVG_DASHED },

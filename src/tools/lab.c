@@ -67,6 +67,11 @@ static const mproc__lab lab_table[] = {
       "CPython, no: the GIL lets only one thread run bytecode at a time, so the threads take "
       "turns and never run in real parallel, even with 128 cores.",
       LAB_OPT_WORKERS, mproc__lab_gil },
+    { "amdahl", "speed-ups of a workload with a chosen serial fraction, and P fitted",
+      "The speed-up of a parallel program is limited by its sequential part: with a parallel "
+      "fraction P on N processors, Speedup = 1 / ((1-P) + P/N); if 10% must run sequentially, "
+      "even a million processors give at most 10x.",
+      LAB_OPT_WORKERS | LAB_OPT_SVG | LAB_OPT_SERIAL, mproc__lab_amdahl },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])

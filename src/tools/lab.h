@@ -121,6 +121,7 @@ int mproc__lab_zombie(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_ipc(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_gil(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_amdahl(const mproc__lab_opts *o, mproc__lab_report *r);
 
 /* ---- helpers several labs share (labkit.c) -------------------------- */
 

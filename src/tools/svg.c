@@ -28,10 +28,10 @@
 #include "tools.h"
 
 /* The canvas and the plot area inside it, in SVG user units (pixels). */
-#define WIDTH 720.0
+#define WIDTH 760.0
 #define HEIGHT 440.0
 #define LEFT 70.0    /* room for the y numbers and label */
-#define RIGHT 200.0  /* room for the legend */
+#define RIGHT 240.0  /* room for the legend */
 #define TOP 50.0     /* room for the title */
 #define BOTTOM 60.0  /* room for the x numbers and label */
 #define PLOT_W (WIDTH - LEFT - RIGHT)
