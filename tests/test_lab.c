@@ -73,6 +73,7 @@ TEST(list_names_every_lab)
     expect_has(r.out, "io-vs-cpu ", "lab list");
     expect_has(r.out, "gil ", "lab list");
     expect_has(r.out, "amdahl ", "lab list");
+    expect_has(r.out, "deadlock ", "lab list");
     result_free(&r);
 }
 
@@ -512,4 +513,28 @@ TEST(amdahl_bad_options)
     expect_status(&r, 1);
     expect_has(r.out, "cannot write the chart to /nonexistent-dir/a.svg", "stdout");
     result_free(&r);
+}
+
+/* ---- deadlock ------------------------------------------------------- */
+
+TEST_T(deadlock_detected_and_avoided, 60)
+{
+    json *doc = lab_json("deadlock");
+    double iterations = metric(doc, "iterations"); /* both threads together */
+    CHECK(iterations >= 2);
+    /* Every iteration was done in both modes: the counter is exact. */
+    CHECK_EQ(metric(doc, "opposite_done"), iterations);
+    CHECK_EQ(metric(doc, "ordered_done"), iterations);
+    /* Opposite orders: a barrier makes each thread hold its first lock
+     * before it asks for the second, so every iteration deadlocks once and
+     * at least one of the two threads sees the cycle when its wait times
+     * out. */
+    CHECK(metric(doc, "opposite_timeouts") >= iterations / 2);
+    CHECK(metric(doc, "opposite_deadlocks") >= iterations / 2);
+    CHECK(metric(doc, "opposite_deadlocks") <= metric(doc, "opposite_timeouts"));
+    /* One global order: no cycle can form (a timeout may: a preempted
+     * holder is slow, not deadlocked). */
+    CHECK_EQ(metric(doc, "ordered_deadlocks"), 0);
+    CHECK(json_bool(doc, "holds"));
+    json_free(doc);
 }

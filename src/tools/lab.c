@@ -72,6 +72,10 @@ static const mproc__lab lab_table[] = {
       "fraction P on N processors, Speedup = 1 / ((1-P) + P/N); if 10% must run sequentially, "
       "even a million processors give at most 10x.",
       LAB_OPT_WORKERS | LAB_OPT_SVG | LAB_OPT_SERIAL, mproc__lab_amdahl },
+    { "deadlock", "two locks in opposite orders: a deadlock, caught by timeouts; one order: none",
+      "Deadlock: a mutual block, when two or more processes wait indefinitely for a resource "
+      "(each holds what the other waits for); keep critical sections short to avoid it.",
+      0, mproc__lab_deadlock },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])

@@ -122,6 +122,7 @@ int mproc__lab_ipc(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_gil(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_amdahl(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_deadlock(const mproc__lab_opts *o, mproc__lab_report *r);
 
 /* ---- helpers several labs share (labkit.c) -------------------------- */
 
