@@ -76,6 +76,11 @@ static const mproc__lab lab_table[] = {
       "Deadlock: a mutual block, when two or more processes wait indefinitely for a resource "
       "(each holds what the other waits for); keep critical sections short to avoid it.",
       0, mproc__lab_deadlock },
+    { "c10k", "idle connections: a thread each vs one epoll loop (memory, threads, latency)",
+      "C10k: a server creating one process or thread per connection collapses at 10,000 "
+      "clients (8 MB of stack x 10k = 80 GB, and a scheduler switching among 10k threads); "
+      "one thread with an event loop and non-blocking calls (epoll) handles 100,000.",
+      0, mproc__lab_c10k },
 };
 
 #define N_LABS (sizeof lab_table / sizeof lab_table[0])

@@ -96,6 +96,10 @@ ssize_t mproc__recv_some(int fd, void *buf, size_t cap);
  * (e.g. "VmRSS" in KiB, "Threads"), or -errno (-ENOENT: no such field). */
 long mproc__proc_status(const char *field);
 
+/* mproc__proc_rss_kib - this process's resident memory in KiB, from
+ * /proc/self/smaps_rollup (exact), else /proc/self/status; or -errno. */
+long mproc__proc_rss_kib(void);
+
 /* mproc__raise_nofile - make sure this process may open `want` files:
  * raise the soft RLIMIT_NOFILE towards `want`, no higher than the hard
  * limit. Returns the soft limit now in effect (may be below want), or
@@ -123,6 +127,7 @@ int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_gil(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_amdahl(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_deadlock(const mproc__lab_opts *o, mproc__lab_report *r);
+int mproc__lab_c10k(const mproc__lab_opts *o, mproc__lab_report *r);
 
 /* ---- helpers several labs share (labkit.c) -------------------------- */
 
