@@ -444,14 +444,13 @@ TEST_T(amdahl_fits_the_chosen_fraction, 60)
     CHECK(fabs(metric(doc, "serial") - 0.5) < 1e-9);
     CHECK(fabs(metric(doc, "p_chosen") - 0.5) < 1e-9);
     CHECK_EQ(metric(doc, "max_workers"), 2);
-    /* On dedicated cores (serial CPU time + the longest worker's parallel
-     * CPU time: other load does not change it) the fit finds the chosen
-     * P. By the wall clock it needs two free CPUs, which a loaded VM or a
-     * sanitizer run does not give: not checked. */
-    CHECK_MSG(fabs(metric(doc, "p_fitted_cpu") - 0.5) <= 0.1, "P fitted on dedicated cores: %.3f",
-              metric(doc, "p_fitted_cpu"));
-    CHECK(metric(doc, "cpu_speedup_2") > 1.0 && metric(doc, "cpu_speedup_2") < 2.0);
-    /* The verdict follows from the figures, by the lab's stated rule. */
+    /* Waiting work (each part sleeps its share) needs no CPU, so other
+     * load cannot stretch it: its fit finds the chosen P on any machine.
+     * Computing needs two free CPUs, which a loaded VM or a sanitizer run
+     * does not give: its figures are not checked, only the verdict's rule. */
+    CHECK_MSG(fabs(metric(doc, "p_fitted_waiting") - 0.5) <= 0.1, "P fitted, waiting: %.3f",
+              metric(doc, "p_fitted_waiting"));
+    CHECK(metric(doc, "waiting_speedup_2") > 1.0 && metric(doc, "waiting_speedup_2") < 2.0);
     bool holds = !metric_null(doc, "p_fitted") && metric(doc, "p_error") <= 0.1 &&
                  metric(doc, "speedup_2") <= 1.05 * metric(doc, "bound");
     CHECK_EQ(json_bool(doc, "holds"), holds);
@@ -479,14 +478,13 @@ TEST_T(amdahl_svg_chart, 60)
     expect_has(xml_find(svg, "title", NULL, NULL)->text, "serial fraction 0.25", "the title");
     /* One point per worker count, 1..3, in every series. */
     CHECK_EQ(svg_series_points(svg, "measured speed-up"), 3);
-    CHECK_EQ(svg_series_points(svg, "CPU-time speed-up"), 3);
+    CHECK_EQ(svg_series_points(svg, "waiting work, measured"), 3);
     CHECK_EQ(svg_series_points(svg, "Amdahl's law, chosen P"), 3);
     CHECK_EQ(svg_series_points(svg, "ideal (N x)"), 3);
-    /* The wall-clock fit uses the runs with at most one worker per CPU:
-     * none beyond 1 worker on a 1-CPU machine. */
+    /* The computing fit uses the runs with at most one worker per CPU:
+     * none beyond 1 worker on a 1-CPU machine, and then no curve. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus >= 2)
-        CHECK_EQ(svg_series_points(svg, "fitted Amdahl curve"), 3);
+    CHECK_EQ(svg_series_points(svg, "fitted Amdahl curve"), cpus >= 2 ? 3 : 0);
     xml_free(svg);
 }
 
