@@ -96,6 +96,10 @@ ssize_t mproc__recv_some(int fd, void *buf, size_t cap);
  * (e.g. "VmRSS" in KiB, "Threads"), or -errno (-ENOENT: no such field). */
 long mproc__proc_status(const char *field);
 
+/* mproc__proc_threads_named - how many threads of this process have an
+ * OS name (/proc/self/task/TID/comm) starting with prefix, or -errno. */
+long mproc__proc_threads_named(const char *prefix);
+
 /* mproc__proc_rss_kib - this process's resident memory in KiB, from
  * /proc/self/smaps_rollup (exact), else /proc/self/status; or -errno. */
 long mproc__proc_rss_kib(void);

@@ -21,8 +21,10 @@
  * overflows), waits until the server runs all of them, then sends one
  * request on every connection and checks the echo ("served"). It reads
  * this process's resident memory (/proc/self/smaps_rollup), address
- * space (VmSize) and thread count (/proc/self/status) before the server
- * starts and once every connection has been served: the differences,
+ * space (VmSize, /proc/self/status) and the server's threads (those
+ * named "c10k-..." in /proc/self/task: a runtime's own threads, such as
+ * a sanitizer's, do not count) before the server starts and once every
+ * connection has been served: the differences,
  * per connection, are the server's cost (the clients' share is the same
  * for both). Kernel socket buffers are not in either figure. Then, with
  * the other N-4 connections idle, 4 of them make request/response round
@@ -370,7 +372,7 @@ static int measure(bool threaded, unsigned n, unsigned trips, int *clients, doub
 {
     memset(f, 0, sizeof *f);
     long rss0 = mproc__proc_rss_kib(), vsz0 = mproc__proc_status("VmSize");
-    long threads0 = mproc__proc_status("Threads");
+    long threads0 = mproc__proc_threads_named("c10k-");
     struct server *s = NULL;
     uint16_t port = 0;
     int rc = server_start(&s, threaded, n, &port);
@@ -382,7 +384,7 @@ static int measure(bool threaded, unsigned n, unsigned trips, int *clients, doub
     for (unsigned i = 0; i < opened; i++)
         f->served += round_trip(clients[i], i);
     long rss1 = mproc__proc_rss_kib(), vsz1 = mproc__proc_status("VmSize");
-    long threads1 = mproc__proc_status("Threads");
+    long threads1 = mproc__proc_threads_named("c10k-");
 
     size_t k = 0;
     unsigned active = opened < ACTIVE ? opened : ACTIVE;

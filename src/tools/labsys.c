@@ -6,6 +6,7 @@
  * Declared in lab.h. Every function here is safe to call from any thread
  * (they share no state); the socket calls never raise SIGPIPE.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -115,6 +116,30 @@ long mproc__proc_status(const char *field)
     }
     fclose(f);
     return v;
+}
+
+long mproc__proc_threads_named(const char *prefix)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -errno;
+    long count = 0;
+    size_t n = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%ld/comm", strtol(e->d_name, NULL, 10));
+        FILE *f = fopen(path, "re");
+        if (f == NULL)
+            continue; /* it ended meanwhile */
+        if (fgets(comm, sizeof comm, f) && strncmp(comm, prefix, n) == 0)
+            count++;
+        fclose(f);
+    }
+    closedir(d);
+    return count;
 }
 
 long mproc__proc_rss_kib(void)
