@@ -26,9 +26,9 @@
  * one worker per CPU. Output: a table per workload on stdout, or one JSON
  * document with --json; with --svg FILE also a chart of the cpu-bound
  * speed-ups, the fitted curve and the ideal line (svg.c). Progress goes
- * to stderr only when stderr is a terminal (cli.c). All of it runs on the command's main thread; the
- * tasks run on the executors' workers and share nothing but their
- * (read-only) task descriptions.
+ * to stderr only when stderr is a terminal (cli.c). All of it runs on
+ * the command's main thread; the tasks run on the executors' workers and
+ * share nothing but their (read-only) task descriptions.
  */
 #include <errno.h>
 #include <inttypes.h>

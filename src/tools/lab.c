@@ -57,7 +57,7 @@ static const mproc__lab lab_table[] = {
       "safely, but with more overhead. Value and Array share simple data (a number, a small "
       "array) between processes; access to them must be synchronised with a Lock.",
       0, mproc__lab_ipc },
-    { "io-vs-cpu", "HTTP requests and arithmetic: sequential, threads, processes",
+    { "io-vs-cpu", "HTTP requests and arithmetic: sequential, threads, processes (full: ~7 s)",
       "I/O-bound tasks improve with concurrency such as threads, because while one operation "
       "waits another can advance (the threaded downloader 'will be 10x-50x faster'); CPU-bound "
       "tasks improve only with real parallelism on several cores (in Python, processes).",
@@ -67,12 +67,12 @@ static const mproc__lab lab_table[] = {
       "CPython, no: the GIL lets only one thread run bytecode at a time, so the threads take "
       "turns and never run in real parallel, even with 128 cores.",
       LAB_OPT_WORKERS, mproc__lab_gil },
-    { "amdahl", "speed-ups of a workload with a chosen serial fraction, and P fitted",
+    { "amdahl", "speed-ups of a job with a chosen serial fraction, P fitted (full: ~6 s)",
       "The speed-up of a parallel program is limited by its sequential part: with a parallel "
       "fraction P on N processors, Speedup = 1 / ((1-P) + P/N); if 10% must run sequentially, "
       "even a million processors give at most 10x.",
       LAB_OPT_WORKERS | LAB_OPT_SVG | LAB_OPT_SERIAL, mproc__lab_amdahl },
-    { "deadlock", "two locks in opposite orders: a deadlock, caught by timeouts; one order: none",
+    { "deadlock", "two locks in opposite orders deadlock (timeouts catch it); one order does not",
       "Deadlock: a mutual block, when two or more processes wait indefinitely for a resource "
       "(each holds what the other waits for); keep critical sections short to avoid it.",
       0, mproc__lab_deadlock },

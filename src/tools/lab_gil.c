@@ -4,9 +4,10 @@
  * Lock"; seed 000, "GIL").
  *
  * The same CPU-bound work -- S steps of an arithmetic loop, ~25 us each,
- * split evenly among T threads -- runs on 1, 2 and N threads (N: the
- * CPUs, or --workers), twice: once as C runs it, and once under a
- * simulated global interpreter lock.
+ * 40 ms in all (0.3 s in full mode: about 3 s for the lab on an idle
+ * 2-CPU machine), split evenly among T threads -- runs on 1, 2 and N
+ * threads (N: the CPUs, or --workers), twice: once as C runs it, and
+ * once under a simulated global interpreter lock.
  *
  * The simulated GIL is one mproc_lock that a thread must hold for every
  * step of work. Like CPython's (ceval_gil.c), a thread keeps it for a
@@ -233,7 +234,7 @@ int mproc__lab_gil(const mproc__lab_opts *o, mproc__lab_report *r)
     double rate = mproc__lab_spin_rate(o->quick ? 10 : 50);
     s->step_len = (uint64_t)(rate * STEP_US) + 1;
     s->interval = (uint64_t)(SWITCH_INTERVAL_MS * 1e3 / STEP_US);
-    uint64_t total = (uint64_t)((o->quick ? 40e3 : 400e3) / STEP_US); /* 40 ms or 0.4 s */
+    uint64_t total = (uint64_t)((o->quick ? 40e3 : 300e3) / STEP_US); /* 40 ms or 0.3 s */
     if (total < most)
         total = most;
 
