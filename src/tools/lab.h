@@ -92,17 +92,17 @@ int mproc__send_all(int fd, const void *buf, size_t len);
  * socket) or -errno. */
 ssize_t mproc__recv_some(int fd, void *buf, size_t cap);
 
-/* mproc__proc_status - the number after "FIELD:" in /proc/self/status
+/* mproc__self_status - the number after "FIELD:" in /proc/self/status
  * (e.g. "VmRSS" in KiB, "Threads"), or -errno (-ENOENT: no such field). */
-long mproc__proc_status(const char *field);
+long mproc__self_status(const char *field);
 
-/* mproc__proc_threads_named - how many threads of this process have an
+/* mproc__self_threads_named - how many threads of this process have an
  * OS name (/proc/self/task/TID/comm) starting with prefix, or -errno. */
-long mproc__proc_threads_named(const char *prefix);
+long mproc__self_threads_named(const char *prefix);
 
-/* mproc__proc_rss_kib - this process's resident memory in KiB, from
+/* mproc__self_rss_kib - this process's resident memory in KiB, from
  * /proc/self/smaps_rollup (exact), else /proc/self/status; or -errno. */
-long mproc__proc_rss_kib(void);
+long mproc__self_rss_kib(void);
 
 /* mproc__raise_nofile - make sure this process may open `want` files:
  * raise the soft RLIMIT_NOFILE towards `want`, no higher than the hard

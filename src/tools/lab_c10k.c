@@ -371,8 +371,8 @@ static int measure(bool threaded, unsigned n, unsigned trips, int *clients, doub
                    struct figures *f)
 {
     memset(f, 0, sizeof *f);
-    long rss0 = mproc__proc_rss_kib(), vsz0 = mproc__proc_status("VmSize");
-    long threads0 = mproc__proc_threads_named("c10k-");
+    long rss0 = mproc__self_rss_kib(), vsz0 = mproc__self_status("VmSize");
+    long threads0 = mproc__self_threads_named("c10k-");
     struct server *s = NULL;
     uint16_t port = 0;
     int rc = server_start(&s, threaded, n, &port);
@@ -383,8 +383,8 @@ static int measure(bool threaded, unsigned n, unsigned trips, int *clients, doub
     wait_for(&s->running, &s->refused, opened);
     for (unsigned i = 0; i < opened; i++)
         f->served += round_trip(clients[i], i);
-    long rss1 = mproc__proc_rss_kib(), vsz1 = mproc__proc_status("VmSize");
-    long threads1 = mproc__proc_threads_named("c10k-");
+    long rss1 = mproc__self_rss_kib(), vsz1 = mproc__self_status("VmSize");
+    long threads1 = mproc__self_threads_named("c10k-");
 
     size_t k = 0;
     unsigned active = opened < ACTIVE ? opened : ACTIVE;

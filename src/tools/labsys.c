@@ -97,7 +97,7 @@ ssize_t mproc__recv_some(int fd, void *buf, size_t cap)
     }
 }
 
-long mproc__proc_status(const char *field)
+long mproc__self_status(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "re");
     if (f == NULL)
@@ -118,7 +118,7 @@ long mproc__proc_status(const char *field)
     return v;
 }
 
-long mproc__proc_threads_named(const char *prefix)
+long mproc__self_threads_named(const char *prefix)
 {
     DIR *d = opendir("/proc/self/task");
     if (d == NULL)
@@ -142,7 +142,7 @@ long mproc__proc_threads_named(const char *prefix)
     return count;
 }
 
-long mproc__proc_rss_kib(void)
+long mproc__self_rss_kib(void)
 {
     /* smaps_rollup walks the page tables: exact, where the counters of
      * /proc/self/status may lag behind threads that just touched pages. */
@@ -157,7 +157,7 @@ long mproc__proc_rss_kib(void)
         if (v >= 0)
             return v;
     }
-    return mproc__proc_status("VmRSS");
+    return mproc__self_status("VmRSS");
 }
 
 long mproc__raise_nofile(long want)
