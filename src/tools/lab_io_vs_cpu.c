@@ -24,7 +24,8 @@
  * (MPROC_PROCESSES, started by the fork server), with the same task
  * function. I/O uses many workers (default max(16, 2 x CPUs), at most
  * 64), CPU-bound as many as CPUs. A run is timed from the first submit
- * to the last result; starting executors is not timed. The CPU-bound
+ * to the last result; starting executors is not timed, nor is a first
+ * warm-up pass on each (its results are checked all the same). The CPU-bound
  * runs are made three times, interleaved, and each keeps its fastest
  * time (load elsewhere only ever slows a run down); the I/O-bound ones
  * once: waiting is hardly disturbed by load. A full run takes about 7 s
@@ -414,9 +415,26 @@ struct batch {
     uint64_t runs;     /* IO: requests made; CPU: runs compared */
 };
 
+/* Count the results of one pass of b (k: 0 sequential, 1 threads, 2
+ * processes) into b->good and b->runs. */
+static void tally(struct batch *b, int kind, int k)
+{
+    if (kind == IO) {
+        b->good += b->sums[k];
+        b->runs += b->n;
+    } else if (k > 0) {
+        b->good += b->sums[k] == b->sums[0];
+        b->runs++;
+    }
+}
+
 /* Run b sequentially, on threads and on processes, `rounds` times with
  * the runs interleaved (a burst of load elsewhere hits one pass of each,
- * not every pass of one); each time is the fastest of its passes. */
+ * not every pass of one); each time is the fastest of its passes. Each
+ * executor first runs one untimed pass: a worker process gets ready for
+ * its first task only after it has been forked and set up (hundreds of
+ * milliseconds under ASan on a busy machine), and that is start-up, not
+ * the work. */
 static int measure(struct batch *b, int kind, unsigned rounds, mproc__lab_report *r)
 {
     static const char *const how[3] = { "sequential", "threads", "processes" };
@@ -424,28 +442,37 @@ static int measure(struct batch *b, int kind, unsigned rounds, mproc__lab_report
     int rc = 0;
     for (int k = 0; k < 3; k++)
         b->seconds[k] = 1e300;
+    if (kind == CPU) { /* the sequential sum, to check the warm-up passes against */
+        double ignored = 1e300;
+        rc = run_batch(NULL, b->jobs, b->n, &b->sums[0], &ignored);
+    }
     for (int k = 1; k < 3 && rc == 0; k++) {
         rc = mproc_executor_create(&ex[k], &(mproc_executor_opts){
                                               .kind = k == 1 ? MPROC_THREADS : MPROC_PROCESSES,
                                               .workers = b->workers, .name = "lab" });
-        if (rc < 0)
+        if (rc < 0) {
             mproc__lab_note(r, "cannot start an executor of %u %s: %s", b->workers, how[k],
                             mproc_strerror(rc));
+            break;
+        }
+        mproc__progress("lab io-vs-cpu: %s, starting %u %s", b->name, b->workers, how[k]);
+        double ignored = 1e300;
+        rc = run_batch(ex[k], b->jobs, b->n, &b->sums[k], &ignored);
+        if (rc < 0)
+            mproc__lab_note(r, "%s on %s: a task failed: %s", b->name, how[k],
+                            mproc_strerror(rc));
+        else
+            tally(b, kind, k);
     }
     for (unsigned round = 0; round < rounds && rc == 0; round++) {
         for (int k = 0; k < 3 && rc == 0; k++) {
             mproc__progress("lab io-vs-cpu: %s, %s", b->name, how[k]);
             rc = run_batch(ex[k], b->jobs, b->n, &b->sums[k], &b->seconds[k]);
-            if (rc < 0) {
+            if (rc < 0)
                 mproc__lab_note(r, "%s on %s: a task failed: %s", b->name, how[k],
                                 mproc_strerror(rc));
-            } else if (kind == IO) {
-                b->good += b->sums[k];
-                b->runs += b->n;
-            } else if (k > 0) {
-                b->good += b->sums[k] == b->sums[0];
-                b->runs++;
-            }
+            else
+                tally(b, kind, k);
         }
     }
     mproc_executor_destroy(ex[1]);
@@ -529,7 +556,8 @@ int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r)
     mproc__lab_metric(r, "io_processes_s", io.seconds[2], "s", "  on processes");
     mproc__lab_metric(r, "io_threads_speedup", s_io[1], "x", "  speed-up on threads");
     mproc__lab_metric(r, "io_processes_speedup", s_io[2], "x", "  speed-up on processes");
-    mproc__lab_metric(r, "io_answers", (double)io.runs, "count", "  requests made in all");
+    mproc__lab_metric(r, "io_answers", (double)io.runs, "count",
+                      "  requests made in all (with warm-ups)");
     mproc__lab_metric(r, "io_intact", (double)io.good, "count", "  answers received intact");
     mproc__lab_metric(r, "server_answered", (double)answered, "count",
                       "  answers the server sent");
@@ -544,7 +572,7 @@ int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r)
     mproc__lab_metric(r, "cpu_processes_speedup", s_cpu[2], "x", "  speed-up on processes");
     mproc__lab_metric(r, "cpu_runs_matched", (double)cpu.good, "count",
                       "  runs whose results matched sequential");
-    mproc__lab_metric(r, "cpu_runs", (double)cpu.runs, "count", "  runs compared");
+    mproc__lab_metric(r, "cpu_runs", (double)cpu.runs, "count", "  runs compared (with warm-ups)");
 
     mproc__lab_note(r, "The server (one thread, epoll) answers each request %d ms after it "
                        "arrives; a waiting client needs no CPU, so %u of them overlap.",
