@@ -57,7 +57,7 @@ static const mproc__lab lab_table[] = {
       "safely, but with more overhead. Value and Array share simple data (a number, a small "
       "array) between processes; access to them must be synchronised with a Lock.",
       0, mproc__lab_ipc },
-    { "io-vs-cpu", "HTTP requests and arithmetic: sequential, threads, processes (full: ~7 s)",
+    { "io-vs-cpu", "HTTP requests and arithmetic: sequential, threads, processes (full: ~6 s)",
       "I/O-bound tasks improve with concurrency such as threads, because while one operation "
       "waits another can advance (the threaded downloader 'will be 10x-50x faster'); CPU-bound "
       "tasks improve only with real parallelism on several cores (in Python, processes).",

@@ -15,7 +15,7 @@
  * client: connect, send the request, read until the server closes, check
  * the status line, the Content-Length and every byte of the body.
  *
- * CPU-bound: tasks of an arithmetic loop (60 ms in all, 600 ms in full
+ * CPU-bound: tasks of an arithmetic loop (60 ms in all, 400 ms in full
  * mode, calibrated at start-up), whose results are summed and must equal
  * the sequential sum.
  *
@@ -28,9 +28,9 @@
  * warm-up pass on each (its results are checked all the same). The CPU-bound
  * runs are made three times, interleaved, and each keeps its fastest
  * time (load elsewhere only ever slows a run down); the I/O-bound ones
- * once: waiting is hardly disturbed by load. A full run takes about 7 s
+ * once: waiting is hardly disturbed by load. A full run takes about 6 s
  * on an idle 2-CPU machine (2.6 s of it the sequential requests), twice
- * that at load 10.
+ * that at load 8.
  * Speed-up = sequential time / run time.
  *
  * Verdict: the claim holds when every answer came back intact and every
@@ -507,7 +507,7 @@ int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r)
     unsigned io_rounds = 1, cpu_rounds = 3;
     io.n = 2 * io.workers < (o->quick ? 32u : 128u) ? (o->quick ? 32u : 128u) : 2 * io.workers;
     cpu.n = 4 * cpu.workers < 16 ? 16 : 4 * cpu.workers;
-    double cpu_total_ms = o->quick ? 60 : 600;
+    double cpu_total_ms = o->quick ? 60 : 400;
 
     struct server *srv = NULL;
     io.jobs = calloc(io.n, sizeof *io.jobs);
