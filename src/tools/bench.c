@@ -125,19 +125,6 @@ __attribute__((format(printf, 1, 2))) static void bench_error(const char *fmt, .
 /* the work                                                            */
 /* ------------------------------------------------------------------ */
 
-/* cpu-bound: `steps` steps of xorshift64 from `seed`. Each step needs
- * the one before, so the loop can be neither vectorised nor skipped. */
-static uint64_t spin(uint64_t steps, uint64_t seed)
-{
-    uint64_t x = (seed * UINT64_C(0x9E3779B97F4A7C15)) | 1;
-    for (uint64_t i = 0; i < steps; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    return x;
-}
-
 /* io-bound: block for `ms` milliseconds. */
 static uint64_t wait_io(uint64_t ms, uint64_t seed)
 {
@@ -152,20 +139,6 @@ static int task_main(const void *arg, size_t len, mproc_ctx *ctx)
         return mproc_fail(ctx, -EINVAL, "task description of %zu bytes", len);
     uint64_t r = t->work(t->param, t->seed);
     return mproc_return(ctx, &r, sizeof r);
-}
-
-/* spin() steps per microsecond on this machine: time ever longer loops
- * until one takes at least min_ms. */
-static double spin_rate(int64_t min_ms)
-{
-    volatile uint64_t sink = 0;
-    for (uint64_t steps = UINT64_C(1) << 14;; steps *= 2) {
-        int64_t t0 = mproc_now_ns();
-        sink += spin(steps, steps);
-        double us = (double)(mproc_now_ns() - t0) / 1e3;
-        if (us >= (double)min_ms * 1e3 || steps >= (UINT64_C(1) << 40))
-            return (double)steps / us;
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -239,12 +212,12 @@ static int plan_cpu(struct workload *w, const struct bench_opts *o, unsigned top
     if (ntasks < (size_t)TASKS_PER_WORKER * top)
         ntasks = (size_t)TASKS_PER_WORKER * top;
     mproc__progress("mproc bench: calibrating the arithmetic loop");
-    double rate = spin_rate(o->quick ? CALIBRATE_MS_QUICK : CALIBRATE_MS_FULL);
+    double rate = mproc__spin_rate(o->quick ? CALIBRATE_MS_QUICK : CALIBRATE_MS_FULL);
     double total_us = (o->quick ? CPU_TOTAL_MS_QUICK : CPU_TOTAL_MS_FULL) * 1e3;
     double steps = rate * total_us / (double)ntasks;
     *w = (struct workload){ .name = "cpu-bound", .title = "CPU-bound",
                             .what = "an arithmetic loop" };
-    return make_tasks(w, ntasks, spin, steps < 1.0 ? 1 : (uint64_t)steps);
+    return make_tasks(w, ntasks, mproc__spin, steps < 1.0 ? 1 : (uint64_t)steps);
 }
 
 /* The io-bound batch, for worker counts up to `top`: one task per worker

@@ -360,10 +360,12 @@ static int list_labs(int argc, char **argv)
     return MPROC_TOOL_OK;
 }
 
-static int run_one(const mproc__lab *lab, int argc, char **argv)
+/* Run `only`, or every lab when it is NULL (`mproc lab all`: a lab gets
+ * --workers only if it takes it), and print the reports. */
+static int run_labs(const mproc__lab *only, int argc, char **argv)
 {
     mproc__lab_opts o;
-    int rc = parse_opts(argc, argv, lab->accepts, &o);
+    int rc = parse_opts(argc, argv, only ? only->accepts : LAB_OPT_WORKERS, &o);
     if (rc == 1) {
         mproc__lab_usage(stdout);
         return MPROC_TOOL_OK;
@@ -375,51 +377,27 @@ static int run_one(const mproc__lab *lab, int argc, char **argv)
         fprintf(stderr, "mproc lab: out of memory\n");
         return MPROC_TOOL_FAILED;
     }
-    rc = run_lab(lab, &o, r);
-    if (o.json) {
-        print_json(r, &o, rc, "");
-        putchar('\n');
-    } else {
-        print_text(r, rc);
-    }
-    free(r);
-    return rc < 0 ? MPROC_TOOL_FAILED : MPROC_TOOL_OK;
-}
-
-static int run_all(int argc, char **argv)
-{
-    mproc__lab_opts o;
-    int rc = parse_opts(argc, argv, LAB_OPT_WORKERS, &o);
-    if (rc == 1) {
-        mproc__lab_usage(stdout);
-        return MPROC_TOOL_OK;
-    }
-    if (rc != 0)
-        return rc;
-    mproc__lab_report *r = malloc(sizeof *r);
-    if (!r) {
-        fprintf(stderr, "mproc lab: out of memory\n");
-        return MPROC_TOOL_FAILED;
-    }
-    if (o.json)
+    const mproc__lab *labs = only ? only : lab_table;
+    size_t count = only ? 1 : N_LABS;
+    if (o.json && !only)
         printf("{\n  \"command\": \"lab\",\n  \"quick\": %s,\n  \"labs\": [\n",
                o.quick ? "true" : "false");
     int failed = 0;
-    for (size_t i = 0; i < N_LABS; i++) {
+    for (size_t i = 0; i < count; i++) {
         mproc__lab_opts mine = o;
-        if (!(lab_table[i].accepts & LAB_OPT_WORKERS))
+        if (!(labs[i].accepts & LAB_OPT_WORKERS))
             mine.workers = 0;
-        rc = run_lab(&lab_table[i], &mine, r);
+        rc = run_lab(&labs[i], &mine, r);
         failed += rc < 0;
         if (o.json) {
-            print_json(r, &mine, rc, "    ");
-            printf("%s\n", i + 1 < N_LABS ? "," : "");
+            print_json(r, &mine, rc, only ? "" : "    ");
+            printf("%s\n", only || i + 1 == count ? "" : ",");
         } else {
             print_text(r, rc);
         }
         fflush(stdout);
     }
-    if (o.json)
+    if (o.json && !only)
         printf("  ]\n}\n");
     free(r);
     return failed ? MPROC_TOOL_FAILED : MPROC_TOOL_OK;
@@ -439,11 +417,11 @@ int mproc__lab_main(int argc, char **argv)
     if (strcmp(name, "list") == 0)
         return list_labs(argc - 1, argv + 1);
     if (strcmp(name, "all") == 0)
-        return run_all(argc - 1, argv + 1);
+        return run_labs(NULL, argc - 1, argv + 1);
     const mproc__lab *lab = find_lab(name);
     if (!lab) {
         fprintf(stderr, "mproc lab: no lab named '%s' (see 'mproc lab list')\n", name);
         return MPROC_TOOL_USAGE;
     }
-    return run_one(lab, argc - 1, argv + 1);
+    return run_labs(lab, argc - 1, argv + 1);
 }

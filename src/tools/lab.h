@@ -110,16 +110,6 @@ long mproc__self_rss_kib(void);
  * -errno. */
 long mproc__raise_nofile(long want);
 
-/* mproc__lab_spin - `steps` steps of an arithmetic loop (xorshift64)
- * from `seed`: CPU-bound work that touches no memory; returns its last
- * value (use it, or the loop may be optimised away). */
-uint64_t mproc__lab_spin(uint64_t steps, uint64_t seed);
-
-/* mproc__lab_spin_rate - mproc__lab_spin steps per microsecond on this
- * machine: the fastest of ever longer loops, timed until one lasts
- * min_ms. */
-double mproc__lab_spin_rate(int64_t min_ms);
-
 /* The labs (one file each, lab_NAME.c). */
 int mproc__lab_race(const mproc__lab_opts *o, mproc__lab_report *r);
 int mproc__lab_switch(const mproc__lab_opts *o, mproc__lab_report *r);

@@ -93,7 +93,7 @@ static void work(struct shared *s, unsigned i, uint64_t amount)
     if (s->kind == WAITING)
         sleep_ns(amount);
     else
-        s->sum[i] += mproc__lab_spin(amount, i + 1);
+        s->sum[i] += mproc__spin(amount, i + 1);
 }
 
 /* A barrier wait that cannot hang the lab (60 s is far beyond any run). */
@@ -262,7 +262,7 @@ int mproc__lab_amdahl(const mproc__lab_opts *o, mproc__lab_report *r)
     int rc = measure(s, WAITING, counts, k, wait_rounds, t_wait);
     if (rc == 0) {
         mproc__progress("lab amdahl: calibrating the arithmetic loop");
-        double steps = mproc__lab_spin_rate(o->quick ? 10 : 50) * compute_ms * 1e3;
+        double steps = mproc__spin_rate(o->quick ? 10 : 50) * compute_ms * 1e3;
         s->serial = (uint64_t)(steps * serial);
         s->parallel = (uint64_t)(steps * p_law);
         rc = measure(s, COMPUTING, counts, k, COMPUTE_ROUNDS, t_comp);

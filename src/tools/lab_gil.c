@@ -152,7 +152,7 @@ static int worker_main(void *arg)
         gil_take(s, w);
     for (uint64_t i = 0; i < w->steps; i++) {
         enter_step(s);
-        w->sum += mproc__lab_spin(s->step_len, i);
+        w->sum += mproc__spin(s->step_len, i);
         atomic_fetch_sub(&s->inside, 1);
         w->done++;
         if (s->gil_on && (i + 1) % s->interval == 0 && i + 1 < w->steps)
@@ -231,7 +231,7 @@ int mproc__lab_gil(const mproc__lab_opts *o, mproc__lab_report *r)
     }
     mproc_lock_init(&s->gil, 0);
     mproc__progress("lab gil: calibrating the arithmetic loop");
-    double rate = mproc__lab_spin_rate(o->quick ? 10 : 50);
+    double rate = mproc__spin_rate(o->quick ? 10 : 50);
     s->step_len = (uint64_t)(rate * STEP_US) + 1;
     s->interval = (uint64_t)(SWITCH_INTERVAL_MS * 1e3 / STEP_US);
     uint64_t total = (uint64_t)((o->quick ? 40e3 : 300e3) / STEP_US); /* 40 ms or 0.3 s */

@@ -347,7 +347,7 @@ struct job {
 
 static uint64_t run_job(const struct job *j)
 {
-    return j->kind == IO ? fetch(j->port, j->item) : mproc__lab_spin(j->steps, j->item);
+    return j->kind == IO ? fetch(j->port, j->item) : mproc__spin(j->steps, j->item);
 }
 
 static int job_task(const void *arg, size_t len, mproc_ctx *ctx)
@@ -520,7 +520,7 @@ int mproc__lab_io_vs_cpu(const mproc__lab_opts *o, mproc__lab_report *r)
         return rc;
     }
     mproc__progress("lab io-vs-cpu: calibrating the arithmetic loop");
-    double rate = mproc__lab_spin_rate(o->quick ? 10 : 50);
+    double rate = mproc__spin_rate(o->quick ? 10 : 50);
     uint64_t steps = (uint64_t)(rate * cpu_total_ms * 1e3 / (double)cpu.n) + 1;
     for (size_t i = 0; i < io.n; i++)
         io.jobs[i] = (struct job){ .kind = IO, .port = srv->port, .item = (unsigned)i };

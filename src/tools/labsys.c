@@ -176,30 +176,3 @@ long mproc__raise_nofile(long want)
     return rl.rlim_cur == RLIM_INFINITY ? want : (long)rl.rlim_cur;
 }
 
-uint64_t mproc__lab_spin(uint64_t steps, uint64_t seed)
-{
-    /* xorshift64: each step needs the one before, so the loop can be
-     * neither vectorised nor skipped, and it touches no memory. */
-    uint64_t x = (seed * UINT64_C(0x9E3779B97F4A7C15)) | 1;
-    for (uint64_t i = 0; i < steps; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    return x;
-}
-
-double mproc__lab_spin_rate(int64_t min_ms)
-{
-    volatile uint64_t sink = 0;
-    double best = 0;
-    for (uint64_t steps = UINT64_C(1) << 14;; steps *= 2) {
-        int64_t t0 = mproc_now_ns();
-        sink += mproc__lab_spin(steps, steps);
-        double us = (double)(mproc_now_ns() - t0) / 1e3;
-        if (us > 0 && (double)steps / us > best)
-            best = (double)steps / us;
-        if (us >= (double)min_ms * 1e3 || steps >= (UINT64_C(1) << 40))
-            return best;
-    }
-}

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit statuses of `mproc` and of every subcommand. */
@@ -120,5 +121,17 @@ int mproc__parse_count(const char *text, unsigned max, unsigned *out);
  */
 void mproc__progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mproc__progress_clear(void);
+
+/* ---- CPU-bound work (cli.c) ---------------------------------------- */
+
+/* mproc__spin - `steps` steps of an arithmetic loop (xorshift64)
+ * from `seed`: CPU-bound work that touches no memory; returns its last
+ * value (use it, or the loop may be optimised away). */
+uint64_t mproc__spin(uint64_t steps, uint64_t seed);
+
+/* mproc__spin_rate - mproc__spin steps per microsecond on this
+ * machine: the fastest of ever longer loops, timed until one lasts
+ * min_ms. */
+double mproc__spin_rate(int64_t min_ms);
 
 #endif /* MPROC_TOOLS_H */
