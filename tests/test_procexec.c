@@ -24,10 +24,13 @@
 
 #define LONG_MS 30000
 
+#define RUNS_MAX 4096
+
 typedef struct shared {
     atomic_int go;
     atomic_int started;
     atomic_int pids[16];
+    atomic_int runs[RUNS_MAX]; /* how many times task i ran (counted_task) */
 } shared;
 
 static shared *sh;
@@ -933,5 +936,313 @@ TEST_T(crash_while_writing_a_result_in_place, 60)
         }
         mproc_future_release(f[i]);
     }
+    mproc_executor_destroy(ex);
+}
+
+/* ---- rings: tasks queued behind others in a worker's ring ------------------ */
+
+/* Counts its run in sh->runs[i] and returns i * 2 + 1; i < 0 means: note
+ * our pid, say we started, and wait for sh->go (or die if pause()). */
+static int counted_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t i;
+    memcpy(&i, arg, sizeof i);
+    if (i < 0) {
+        atomic_store(&sh->pids[0], (int)getpid());
+        atomic_fetch_add(&sh->started, 1);
+        while (!atomic_load(&sh->go))
+            usleep(200);
+        i = -i;
+    }
+    atomic_fetch_add(&sh->runs[i], 1);
+    int64_t v = i * 2 + 1;
+    return mproc_return(ctx, &v, sizeof v);
+}
+
+/* Every task of in[1..n] ran exactly once and returned its value. */
+static void expect_each_ran_once(mproc_future **f, const int64_t *in, int n)
+{
+    for (int i = 1; i < n; i++) {
+        CHECK_EQ(result_i64(f[i]), in[i] * 2 + 1);
+        mproc_future_release(f[i]);
+    }
+    for (int i = 1; i < n; i++)
+        CHECK_MSG(atomic_load(&sh->runs[in[i]]) == 1, "task %d ran %d times", i,
+                  atomic_load(&sh->runs[in[i]]));
+}
+
+/* Regression: the tasks queued in the ring of a worker that is killed are
+ * neither lost nor run twice; only its running task fails. */
+TEST(worker_killed_with_tasks_queued_in_its_ring)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    enum { N = 25 };
+    int64_t in[N];
+    mproc_future *f[N];
+    in[0] = -(N + 1); /* blocks, runs[N + 1] */
+    CHECK_OK(mproc_submit(ex, counted_task, &in[0], sizeof in[0], &f[0]));
+    WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
+    for (int i = 1; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, counted_task, &in[i], sizeof in[i], &f[i]));
+    }
+    mproc_executor_counters c;
+    /* All queued behind the blocked task (in its ring: the ring has room). */
+    WAIT_UNTIL(mproc_executor_stats(ex, &c) == 0 && c.queued == N - 1, LONG_MS);
+    CHECK(kill((pid_t)atomic_load(&sh->pids[0]), SIGKILL) == 0);
+    CHECK_RC(mproc_future_result(f[0], LONG_MS, NULL, NULL), MPROC_EWORKERDIED);
+    mproc_future_release(f[0]);
+    expect_each_ran_once(f, in, N);
+    CHECK_EQ(atomic_load(&sh->runs[N + 1]), 0);
+    c = stats_of(ex);
+    CHECK_EQ(c.worker_died, 1);
+    CHECK_EQ(c.done, (uint64_t)(N - 1));
+    mproc_executor_destroy(ex);
+}
+
+/* A task hung past its deadline fails with MPROC_ETASKTIMEOUT; the tasks
+ * queued behind it in the same ring run once each, on the replacement. */
+TEST(hang_past_deadline_with_tasks_queued_behind)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    enum { N = 20 };
+    int64_t in[N];
+    mproc_future *f[N];
+    CHECK_OK(mproc_submit_ex(ex, forever_counted, NULL, 0,
+                             &(mproc_submit_opts){ .timeout_ms = 100 }, &f[0]));
+    for (int i = 1; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, counted_task, &in[i], sizeof in[i], &f[i]));
+    }
+    expect_timeout(f[0], 100, "SIGTERM");
+    mproc_future_release(f[0]);
+    expect_each_ran_once(f, in, N);
+    CHECK_EQ(stats_of(ex).timed_out, 1);
+    mproc_executor_destroy(ex);
+}
+
+/* With two workers, tasks queued behind a long task in its ring move to
+ * the idle worker: they all finish while the long one still runs. */
+TEST(queued_tasks_move_away_from_a_busy_worker)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 2,
+                                                               .flags = MPROC_CANCEL_KILL }));
+    enum { N = 64 };
+    int64_t in[N];
+    mproc_future *f[N];
+    CHECK_OK(mproc_submit(ex, forever_counted, NULL, 0, &f[0]));
+    for (int i = 1; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, counted_task, &in[i], sizeof in[i], &f[i]));
+    }
+    expect_each_ran_once(f, in, N);
+    CHECK(!mproc_future_done(f[0])); /* still running: nothing waited for it */
+    CHECK_EQ(mproc_future_cancel(f[0]), 1);
+    CHECK_RC(mproc_future_result(f[0], LONG_MS, NULL, NULL), MPROC_ECANCELLED);
+    mproc_future_release(f[0]);
+    mproc_executor_destroy(ex);
+}
+
+/* Many tiny tasks, submitted in one burst: every result is right. */
+TEST_T(many_tiny_tasks_exact_sum, 60)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    long n = test_scaled_stress(200000);
+    mproc_future **f = malloc((size_t)n * sizeof *f);
+    int64_t *in = malloc((size_t)n * sizeof *in);
+    CHECK(f && in);
+    for (long i = 0; i < n; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, square, &in[i], sizeof in[i], &f[i]));
+    }
+    long long sum = 0;
+    for (long i = 0; i < n; i++) {
+        sum += result_i64(f[i]);
+        mproc_future_release(f[i]);
+    }
+    CHECK_EQ(sum, (long long)(n - 1) * n * (2 * n - 1) / 6);
+    mproc_executor_counters c = stats_of(ex);
+    CHECK_EQ(c.done, (uint64_t)n);
+    CHECK_EQ(c.queued, 0);
+    /* And as a map, one item per chunk. */
+    mproc_results *r;
+    CHECK_OK(mproc_map(ex, square, in, sizeof in[0], (size_t)n,
+                       &(mproc_map_opts){ .chunksize = 1, .result_size = 8 }, &r));
+    const int64_t *d = mproc_results_data(r, NULL);
+    CHECK(d != NULL);
+    sum = 0;
+    for (long i = 0; i < n; i++)
+        sum += d[i];
+    CHECK_EQ(sum, (long long)(n - 1) * n * (2 * n - 1) / 6);
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+    free(f);
+    free(in);
+}
+
+/* shutdown(cancel_futures) while every ring is full and more wait: only
+ * the running tasks run; every other one is cancelled and never runs. */
+TEST(shutdown_cancel_futures_with_full_rings)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    enum { N = 150 };
+    int64_t in[N];
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i < 2 ? -(i + 1000) : i; /* two blockers, one per worker */
+        CHECK_OK(mproc_submit(ex, counted_task, &in[i], sizeof in[i], &f[i]));
+        if (i == 1)
+            WAIT_UNTIL(atomic_load(&sh->started) == 2, LONG_MS);
+    }
+    mproc_executor_counters c;
+    WAIT_UNTIL(mproc_executor_stats(ex, &c) == 0 && c.queued == N - 2, LONG_MS);
+    CHECK_OK(mproc_executor_shutdown(ex, false, true));
+    atomic_store(&sh->go, 1);
+    int ran = 0;
+    for (int i = 0; i < N; i++) {
+        int rc = mproc_future_result(f[i], LONG_MS, NULL, NULL);
+        if (i < 2) {
+            CHECK_OK(rc);
+            ran++;
+        } else {
+            CHECK_MSG(rc == MPROC_ECANCELLED, "task %d ended with %d (ran %d times)", i, rc,
+                      atomic_load(&sh->runs[i]));
+        }
+        mproc_future_release(f[i]);
+    }
+    mproc_executor_destroy(ex); /* every worker has exited: nothing runs later */
+    CHECK_EQ(ran, 2);
+    for (int i = 2; i < N; i++)
+        CHECK_MSG(atomic_load(&sh->runs[i]) == 0, "cancelled task %d ran", i);
+}
+
+/* A task queued in a ring behind a running one has not started:
+ * mproc_future_cancel cancels it (returns 1) and it never runs. */
+TEST(cancel_a_task_queued_in_a_ring)
+{
+    setup();
+    mproc_executor *ex = make(1, MPROC_START_DEFAULT);
+    enum { N = 6 };
+    int64_t in[N];
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i == 0 ? -100 : i;
+        CHECK_OK(mproc_submit(ex, counted_task, &in[i], sizeof in[i], &f[i]));
+    }
+    WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
+    CHECK_EQ(mproc_future_cancel(f[3]), 1);
+    CHECK(mproc_future_cancelled(f[3]));
+    CHECK_EQ(mproc_future_cancel(f[0]), 0); /* running */
+    atomic_store(&sh->go, 1);
+    for (int i = 0; i < N; i++) {
+        int rc = mproc_future_result(f[i], LONG_MS, NULL, NULL);
+        CHECK_RC(rc, i == 3 ? MPROC_ECANCELLED : 0);
+        mproc_future_release(f[i]);
+    }
+    mproc_executor_destroy(ex);
+    CHECK_EQ(atomic_load(&sh->runs[3]), 0);
+    for (int i = 1; i < N; i++)
+        CHECK_EQ(atomic_load(&sh->runs[i]), i == 3 ? 0 : 1);
+}
+
+/* MPROC_CANCEL_KILL on a running task with tasks queued behind it: it
+ * ends cancelled, they run once each (on the replacement). */
+TEST(cancel_kill_with_tasks_queued_behind)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 1,
+                                                               .flags = MPROC_CANCEL_KILL }));
+    enum { N = 12 };
+    int64_t in[N];
+    mproc_future *f[N];
+    CHECK_OK(mproc_submit(ex, forever_counted, NULL, 0, &f[0]));
+    for (int i = 1; i < N; i++) {
+        in[i] = i;
+        CHECK_OK(mproc_submit(ex, counted_task, &in[i], sizeof in[i], &f[i]));
+    }
+    WAIT_UNTIL(atomic_load(&sh->started) == 1, LONG_MS);
+    CHECK_EQ(mproc_future_cancel(f[0]), 1);
+    CHECK_RC(mproc_future_result(f[0], LONG_MS, NULL, NULL), MPROC_ECANCELLED);
+    mproc_future_release(f[0]);
+    expect_each_ran_once(f, in, N);
+    mproc_executor_destroy(ex);
+}
+
+/* Arguments and results too large for a slot's own region (the big
+ * area), mixed with small ones in the same rings. */
+static int echo_reversed(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    unsigned char *out = mproc_result_buffer(ctx, len * 2);
+    if (!out && len)
+        return -ENOMEM;
+    const unsigned char *in = arg;
+    for (size_t i = 0; i < len; i++)
+        out[i] = out[len * 2 - 1 - i] = in[len - 1 - i];
+    return 0;
+}
+
+TEST_T(big_and_small_arguments_and_results_in_one_ring, 60)
+{
+    setup();
+    mproc_executor *ex = make(2, MPROC_START_DEFAULT);
+    enum { N = 60 };
+    static unsigned char buf[N][200000];
+    size_t len[N];
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++) {
+        len[i] = i % 3 == 0 ? 150000 + (size_t)i : i % 3 == 1 ? 40000 : (size_t)i;
+        for (size_t k = 0; k < len[i]; k++)
+            buf[i][k] = (unsigned char)(k * 31 + (size_t)i);
+        CHECK_OK(mproc_submit(ex, echo_reversed, buf[i], len[i], &f[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        const unsigned char *d;
+        size_t n;
+        CHECK_OK(mproc_future_result(f[i], LONG_MS, (const void **)&d, &n));
+        CHECK_EQ(n, len[i] * 2);
+        for (size_t k = 0; k < len[i]; k++) {
+            if (d[k] != buf[i][len[i] - 1 - k] || d[n - 1 - k] != buf[i][len[i] - 1 - k])
+                CHECK_MSG(0, "task %d byte %zu", i, k);
+        }
+        mproc_future_release(f[i]);
+    }
+    mproc_executor_destroy(ex);
+}
+
+/* max_tasks_per_child with rings and two workers: no process runs more
+ * than its share, and every task runs once. */
+TEST(max_tasks_per_child_with_full_rings)
+{
+    setup();
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(&ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                                               .workers = 2,
+                                                               .max_tasks_per_child = 5 }));
+    enum { N = 200 };
+    mproc_future *f[N];
+    for (int i = 0; i < N; i++)
+        CHECK_OK(mproc_submit(ex, whoami, NULL, 0, &f[i]));
+    int64_t pid[N];
+    for (int i = 0; i < N; i++) {
+        pid[i] = result_i64(f[i]);
+        mproc_future_release(f[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        int same = 0;
+        for (int k = 0; k < N; k++)
+            same += pid[k] == pid[i];
+        CHECK_MSG(same <= 5, "pid %lld ran %d tasks", (long long)pid[i], same);
+    }
+    CHECK(stats_of(ex).restarts_recycled >= N / 5 - 2);
     mproc_executor_destroy(ex);
 }

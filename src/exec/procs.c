@@ -1,43 +1,125 @@
 /*
  * exec/procs.c -- the process backend (exec_internal.h): worker
- * processes, a mailbox per worker, and a dispatcher thread.
+ * processes, a ring of task slots per worker in shared memory, and a
+ * dispatcher thread.
  *
- * Mailbox. Each worker has a memfd mapping of its own (MAILBOX_SIZE bytes,
- * sparse: only the pages used cost memory), handed to it at start with an
- * eventfd (workers/process_internal.h). `state` says whose turn it is:
- *     IDLE --dispatcher writes the task, stores TASK, wakes--> TASK
- *     TASK --worker runs it, writes code/result, stores DONE,
- *            writes the eventfd--> DONE
- *     DONE --dispatcher copies the outcome out--> IDLE
- *     IDLE --dispatcher stores QUIT--> the worker exits
- * Each side writes the mailbox only in its turn, and hands the turn over
- * with a release store that the other side reads with acquire. The
- * argument sits at the start of `data`, the result right after it.
+ * Why rings. With one task per mailbox every task cost a round trip
+ * through the dispatcher (worker done -> eventfd -> dispatcher wakes,
+ * collects, assigns the next -> futex wake), and a wake-up of a sleeping
+ * thread costs ~30 us on a small VM, against ~100 ns for a hand-off to a
+ * thread that is still spinning. So each worker gets RING slots and up
+ * to DEPTH tasks in flight: it goes from one task to the next by itself,
+ * and the dispatcher collects finished ones in batches. Both sides spin
+ * briefly before they sleep, and each wakes the other only when the
+ * other said it sleeps.
  *
- * Dispatcher. One thread per executor polls the eventfd (worker done,
- * new submission, shutdown) and every worker's end-of-process descriptor.
- * A worker that ended while it ran a task fails that task with
- * MPROC_EWORKERDIED and a message naming its pid and what ended it; the
- * worker is replaced. The dispatcher is the only thread that touches the
- * workers; submitters only append to the pending list (under a mutex: a
- * process pool's tasks are heavy enough that this is not the cost).
+ * Mailbox. Each worker has a memfd mapping of its own (sparse: only the
+ * pages used cost memory), handed to it at start with an eventfd
+ * (workers/process_internal.h): a header, RING slot descriptors, a
+ * SLOT_DATA region per slot (its argument, then its result) and one big
+ * area for what does not fit a region. A slot's 64-bit `state` is its
+ * index (every task placed in a ring gets the next index; indices are
+ * never reused) and a kind:
+ *
+ *     QUEUED --worker CAS--> TAKEN --worker stores the outcome--> DONE
+ *        \--CAS by the dispatcher or a canceller--> WITHDRAWN
+ *
+ * The dispatcher writes a slot's task and then stores QUEUED (release);
+ * the worker takes slots in index order with a CAS and, once it has
+ * written code and result, stores DONE (seq_cst: see "Sleeping"); the
+ * dispatcher reads the outcome after an acquire load of DONE. A slot
+ * still QUEUED can be taken back (WITHDRAWN) by whoever wins the CAS
+ * against the worker: the dispatcher (to move it to an idle worker, or
+ * because its worker died, passed a deadline or is being killed) or a
+ * thread cancelling it (mproc_future_cancel, shutdown(cancel_futures)).
+ * Because the index is part of the word the CAS compares, a stale view of
+ * a slot that has since been reused can never withdraw the wrong task.
+ * The worker skips a withdrawn slot. So every task placed in a ring runs
+ * at most once, and is either run, withdrawn (and then re-placed or
+ * cancelled), or -- if it was TAKEN when its worker died -- failed: a
+ * worker only ever has one TAKEN slot, the task it was running.
+ *
+ * The dispatcher's own view of a ring is [head, tail): indices placed and
+ * not yet passed by collect(), which passes DONE slots (delivering their
+ * outcome) and WITHDRAWN ones, in order. fut[pos] holds the future of the
+ * slot at ring position pos (an atomic pointer: cancellers read it; it is
+ * written before the slot's QUEUED store, so a canceller that saw QUEUED
+ * with acquire sees it too).
+ *
+ * Big area. A task whose argument does not fit a slot region is placed
+ * only into an empty ring and owns the big area (`big` holds its slot's
+ * tag) until collected; a result that does not fit its region claims the
+ * big area from the worker (CAS 0 -> tag), waiting if an older slot that
+ * the dispatcher has not collected yet still owns it. The owner is always
+ * the oldest uncollected slot, so the wait always ends. The dispatcher
+ * frees it when it passes the owning slot.
+ *
+ * Deadlines. A slot carries its task's limit; the worker writes the time
+ * it took the slot (only when there is a limit). The dispatcher stops a
+ * worker whose TAKEN slot is past its limit, after taking back every
+ * QUEUED slot behind it (so the signal cannot hit a later task), and
+ * only if the slot is still TAKEN then: SIGTERM, then SIGKILL. A task
+ * queued behind a running one starts when that one is DONE, which wakes
+ * the dispatcher, so sleeping until the nearest known deadline is enough.
+ *
+ * Worker death. A worker that ended: its DONE slots are delivered (their
+ * results are whole), its TAKEN slot fails (MPROC_EWORKERDIED with a
+ * message naming its pid and what ended it; MPROC_ETASKTIMEOUT,
+ * MPROC_EMEMLIMIT, or cancelled after MPROC_CANCEL_KILL), its QUEUED
+ * slots are withdrawn and go back to the front of the queue; the worker
+ * is replaced.
+ *
+ * Placement. Submitters append to a pending list under a mutex; the
+ * dispatcher takes the whole list at once and places tasks round robin
+ * into rings with fewer than DEPTH tasks in flight. A worker with an
+ * empty ring takes back half of the QUEUED slots of the busiest one, so a
+ * long task does not hold up the tasks queued behind it while another
+ * worker idles. max_tasks_per_child counts tasks placed: after the last
+ * one a process gets `quit`, which it obeys once its ring is drained.
+ *
+ * Sleeping. A worker with nothing to take spins with back-off, then sets
+ * `wsleep` and sleeps on `tailw`, which the dispatcher bumps after
+ * publishing (and wakes it if wsleep). The dispatcher, with nothing to
+ * do, spins briefly (if work came recently), then sets `pwake` in every
+ * busy mailbox and `sleeping` for submitters, looks once more and polls
+ * the eventfd and every worker's end-of-process descriptor; a worker
+ * storing DONE, or a submitter, writes the eventfd only if it swaps
+ * pwake / sleeping from 1 to 0. Each pair is a Dekker handshake (the
+ * store of one flag and the load of the other are seq_cst). While busy,
+ * the dispatcher polls for ended workers every millisecond.
+ *
+ * Cancelling. A canceller looks for the future in every ring and
+ * withdraws it (it then ends cancelled in the canceller's thread, which
+ * is also where its callbacks run); a running task gets its slot's
+ * `cancel` word set (mproc_cancel_requested), or with MPROC_CANCEL_KILL
+ * its worker is stopped as for a deadline. shutdown(cancel_futures)
+ * withdraws every QUEUED slot the same way.
  *
  * Shutdown. The dispatcher leaves once shutdown is set, no submit is in
- * flight, nothing is pending and no worker is busy; then it tells every
- * worker to quit and joins it. cancel_futures cancels what is pending.
+ * flight, nothing is pending and every ring is empty; then it tells every
+ * worker to quit and joins it.
  *
- * MPROC_JOBSERVER (exec/jobserver.h). A busy worker holds one token of
- * the shared pool: the dispatcher takes it before giving an idle worker a
- * task (token_take) and gives it back once the worker has no task any
- * more, however that came about -- result collected, process died,
- * killed for a deadline or a cancel, retired -- at one place in its loop
- * (token_give), and for every worker when it leaves. With tasks pending
- * and no token free it also polls the pool's descriptor.
+ * Functions (workers/fnref.h) travel as words: their addresses for fork
+ * and forkserver workers, (object, offset) references for spawned ones.
+ * place() encodes a task's function (a task whose function a spawned
+ * worker cannot find fails there, with MPROC_ENOSYMBOL); the worker
+ * decodes it.
+ *
+ * MPROC_JOBSERVER (exec/jobserver.h). A worker with tasks in its ring
+ * holds one token of the shared pool: the dispatcher takes it before
+ * placing a task into an empty ring (token_take) and gives it back once
+ * the ring is empty again, however that came about -- results collected,
+ * process died, stopped for a deadline or a cancel, retired --
+ * (token_give, after collect() and in worker_died), and for every worker
+ * when it leaves. A busy worker's ring takes more tasks under the token it
+ * holds. With tasks pending and no token free it also polls the pool's
+ * descriptor.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +131,7 @@
 
 #include "exec/exec_internal.h"
 #include "exec/jobserver.h"
+#include "mproc/sync.h"
 #include "os/atomic.h"
 #include "os/shmap.h"
 #include "os/sys.h"
@@ -56,35 +139,84 @@
 #include "workers/fnref.h"
 #include "workers/process_internal.h"
 
-#define MAILBOX_SIZE ((size_t)64 << 20)
+#define RING 32u                        /* slots per worker: a power of two */
+#define DEPTH 32u                       /* tasks in flight per worker, <= RING */
+#define SLOT_DATA ((size_t)64 << 10)    /* a slot's region: argument, then result */
+#define BIG_SIZE ((size_t)64 << 20)     /* the big area */
+#define HDR_SIZE ((size_t)16 << 10)     /* struct mailbox, page-rounded */
+#define MAILBOX_SIZE (HDR_SIZE + RING * SLOT_DATA + BIG_SIZE)
 #define ARG_MAX_BYTES ((size_t)32 << 20)
 #define MAX_PROC_WORKERS 1024
 #define KILL_GRACE_NS 200000000 /* SIGTERM, then SIGKILL this much later */
 #define POLL_MAX_MS 100
+#define BUSY_POLL_NS 1000000    /* while busy, look for ended workers this often */
+#define DISPATCH_SPIN_NS 30000  /* the dispatcher spins this long before sleeping */
+#define WORKER_SPIN_NS 30000    /* a worker spins this long before sleeping */
 /* Workers whose initializer fails or crashes are started again after
  * 10, 20, 40 ms; the fourth failure in a row breaks the executor. */
 #define INIT_RETRIES 3
 #define INIT_BACKOFF_NS 10000000
 
-enum { MB_IDLE, MB_TASK, MB_DONE, MB_QUIT };
+_Static_assert((RING & (RING - 1)) == 0 && DEPTH <= RING, "RING is a power of two");
 
-struct mailbox {
-    uint32_t state;   /* futex word (shared), MB_* */
-    uint32_t cancel;  /* the parent asks the running task to stop */
-    uint64_t fn;      /* the task: its address, or a reference (spawn; workers/fnref.h) */
+enum { S_QUEUED = 1, S_TAKEN = 2, S_DONE = 3, S_WITHDRAWN = 4 };
+#define ST(idx, kind) ((uint64_t)(idx) << 3 | (uint64_t)(kind))
+#define ST_IDX(st) ((st) >> 3)
+#define ST_KIND(st) ((unsigned)((st) & 7))
+
+/* slot.flags */
+#define SL_ARG_BIG 0x1u /* the argument is in the big area (dispatcher) */
+#define SL_RES_BIG 0x2u /* the result is in the big area (worker) */
+#define SL_OOM 0x4u     /* the task failed with -ENOMEM under a memory limit */
+#define SL_MSG 0x8u     /* message[pos] holds a failure message */
+
+struct slot {
+    uint64_t state;   /* ST(index, kind); see the top of the file */
+    uint64_t fn;      /* the task's address in the workers' image */
     uint64_t arg_len;
-    uint64_t res_off; /* where the result starts in data[] */
     uint64_t res_len;
+    int64_t limit_ms; /* the task's deadline, 0: none */
+    int64_t start_ns; /* when the worker took it (only with a limit) */
+    uint32_t flags;   /* SL_* */
+    uint32_t cancel;  /* the parent asks the running task to stop */
     int32_t code;
-    int32_t worker;   /* index, for mproc_ctx_worker */
-    int32_t ready;    /* the worker's initializer has succeeded */
-    int32_t init_failed;
-    int32_t oom;      /* the running task went past the memory limit */
-    char message[F_MESSAGE_MAX];
-    _Alignas(64) unsigned char data[];
+    uint32_t pad;
 };
 
-#define DATA_CAP (MAILBOX_SIZE - offsetof(struct mailbox, data))
+_Static_assert(sizeof(struct slot) == 64, "a slot is one cache line");
+
+struct mailbox {
+    /* Written by the parent. */
+    _Alignas(64) uint32_t tailw; /* futex: bumped after publishing slots or quit */
+    uint32_t quit;               /* exit once nothing published is left */
+    uint64_t start_idx;          /* the first index this process takes */
+    int32_t worker;              /* index, for mproc_ctx_worker */
+    /* Written by the worker. */
+    _Alignas(64) uint32_t wsleep; /* it sleeps (or is about to) on tailw */
+    int32_t ready;                /* the worker's initializer has succeeded */
+    int32_t init_failed;
+    int32_t oom;                  /* the running task went past the memory limit */
+    char init_why[F_MESSAGE_MAX]; /* why the initializer could not be found */
+    /* Both. */
+    _Alignas(64) uint32_t pwake; /* the dispatcher sleeps: DONE writes the eventfd */
+    uint32_t big;                /* tag of the slot owning the big area, 0: free */
+    uint32_t big_wait;           /* the worker waits for the big area */
+    _Alignas(64) struct slot slots[RING];
+    char message[RING][F_MESSAGE_MAX];
+};
+
+_Static_assert(sizeof(struct mailbox) <= HDR_SIZE, "the mailbox header fits");
+
+/* The big area's owner tag for slot index idx: never 0. */
+static uint32_t big_tag(uint64_t idx)
+{
+    return (uint32_t)(idx % 0x7fffffffu) + 1;
+}
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
 
 struct pworker {
     struct ppool *pp;
@@ -92,17 +224,22 @@ struct pworker {
     mproc_process *proc;
     mproc__shmap map;
     struct mailbox *mb;
-    mproc_future *cur; /* the task it runs, or NULL */
-    int64_t deadline;  /* when cur must be done (0: never) */
-    int64_t kill_at;   /* timed out: when SIGTERM turns into SIGKILL */
-    int64_t limit_ms;  /* cur's deadline, for the message */
-    bool timed_out;    /* cur passed its deadline and was stopped */
-    int64_t restart_at; /* no new process before this (init back-off) */
-    unsigned tasks;     /* run by this process (max_tasks_per_child) */
-    bool retiring;      /* told to quit after max_tasks_per_child */
-    bool cancel_killed; /* killed because cur was cancelled (CANCEL_KILL) */
-    bool oom_retiring;  /* told to quit after a task ran out of memory */
-    bool token;         /* holds a jobserver token (MPROC_JOBSERVER) */
+    unsigned char *regions; /* RING * SLOT_DATA bytes */
+    unsigned char *big;     /* BIG_SIZE bytes */
+    uint64_t head, tail;    /* [head, tail): placed, not yet passed by collect */
+    mproc_future *fut[RING];/* atomic: the task of each position in [head, tail) */
+    unsigned placed;        /* tasks placed into this process (max_tasks_per_child) */
+    bool woken;             /* got tasks this round: bump tailw */
+    /* Stopping the process (a deadline, MPROC_CANCEL_KILL). */
+    bool timed_out;         /* victim passed its deadline */
+    bool cancel_killed;     /* victim was cancelled */
+    uint64_t victim;        /* the TAKEN slot being stopped */
+    int64_t victim_limit;   /* its deadline, for the message */
+    int64_t kill_at;        /* SIGTERM turns into SIGKILL then */
+    int64_t restart_at;     /* no new process before this (init back-off) */
+    bool retiring;          /* told to quit after max_tasks_per_child */
+    bool oom_retiring;      /* quits by itself after a task ran out of memory */
+    bool token;             /* holds a jobserver token (MPROC_JOBSERVER) */
 };
 
 struct ppool {
@@ -118,16 +255,24 @@ struct ppool {
     bool token_wait;        /* tasks wait for a jobserver token */
     unsigned init_failures; /* in a row, across workers */
     /* Counters (mproc_executor_stats): written by the dispatcher only,
-     * except `queued` (under qlock); read with relaxed loads. */
+     * except `pending_n`; read with relaxed loads. */
     uint64_t done, failed, worker_died, timed_out, out_of_memory;
     uint64_t r_died, r_timeout, r_recycled, r_init, r_memory;
-    uint64_t queued;
+    uint64_t pending_n;     /* not placed yet: pending, mine, redo (atomic) */
     char broken_why[F_MESSAGE_MAX];
     int evfd;
     pthread_t dispatcher;
     bool dispatcher_started;
-    uint32_t qlock; /* sync/mutex.h: the pending list */
+    /* The dispatcher's own queues: `redo` holds claimed tasks taken back
+     * from a ring (run first), `mine` the pending tasks it took. */
+    mproc_future *redo_head, *redo_tail, *mine_head, *mine_tail;
+    unsigned rr;            /* where the next round-robin placement starts */
+    uint64_t nsub_seen;     /* nsub when the pending list was last taken */
+    /* Shared with submitters. */
+    _Alignas(64) uint32_t qlock; /* sync/mutex.h: the pending list */
     mproc_future *head, *tail;
+    uint64_t nsub;          /* submits so far (seq_cst, see "Sleeping") */
+    uint32_t sleeping;      /* the dispatcher sleeps: a submit writes the eventfd */
 };
 
 static struct ppool *ppool_of(mproc_executor *ex)
@@ -140,6 +285,12 @@ static void poke(struct ppool *pp)
     uint64_t one = 1;
     ssize_t w = write(pp->evfd, &one, sizeof one);
     (void)w; /* a full counter still wakes the dispatcher */
+}
+
+/* Add one to a counter that only the dispatcher writes. */
+static void bump(uint64_t *c)
+{
+    mproc__store_relaxed(c, *c + 1);
 }
 
 /* ---- the worker process ------------------------------------------------- */
@@ -205,26 +356,77 @@ static int limit_memory(struct mailbox *mb, size_t limit)
     return setrlimit(RLIMIT_AS, &rl) == 0 ? 0 : -errno;
 }
 
+/* The task a worker runs, as its context sees it. */
+struct wtask {
+    struct mailbox *mb;
+    struct slot *s;
+    unsigned pos;
+    uint64_t idx;
+    unsigned char *region; /* the slot's own region */
+    unsigned char *big;
+    size_t res_off;        /* where a result starts: after the argument */
+    bool arg_big, res_big;
+    size_t res_len;
+};
+
+/* Wait until the big area is free or ours, then own it. */
+static void claim_big(struct wtask *t)
+{
+    uint32_t tag = big_tag(t->idx);
+    mproc_backoff b;
+    mproc_backoff_init(&b, 200, 20000);
+    for (;;) {
+        uint32_t o = 0;
+        if (mproc__cas(&t->mb->big, &o, tag, __ATOMIC_ACQUIRE) || o == tag)
+            return;
+        if (mproc_backoff_attempts(&b) < 16) {
+            mproc_backoff_wait(&b);
+            continue;
+        }
+        /* Held by an older slot that the dispatcher has yet to collect:
+         * its DONE woke the dispatcher; sleep until it frees the area. */
+        __atomic_store_n(&t->mb->big_wait, 1, __ATOMIC_SEQ_CST);
+        o = __atomic_load_n(&t->mb->big, __ATOMIC_SEQ_CST);
+        if (o != 0 && o != tag)
+            mproc__futex_wait(&t->mb->big, o, mproc__now() + 10000000, true);
+        mproc__store_relaxed(&t->mb->big_wait, 0);
+    }
+}
+
+/* Room for a len-byte result. The bytes already written are kept when
+ * the room grows (map chunks rely on it). */
 static void *worker_room(mproc_ctx *ctx, size_t len)
 {
-    struct mailbox *mb = ctx->owner;
-    size_t off = (size_t)mb->res_off;
-    if (len > DATA_CAP - off)
+    struct wtask *t = ctx->owner;
+    if (!t->arg_big && !t->res_big && len <= SLOT_DATA - t->res_off) {
+        t->res_len = len;
+        return t->region + t->res_off;
+    }
+    size_t off = t->arg_big ? t->res_off : 0;
+    if (len > BIG_SIZE - off)
         return NULL;
-    mb->res_len = len;
-    return mb->data + off;
+    if (!t->res_big) {
+        if (!t->arg_big)
+            claim_big(t);
+        if (!t->arg_big && t->res_len > 0)
+            memcpy(t->big, t->region + t->res_off, t->res_len < len ? t->res_len : len);
+        t->res_big = true;
+    }
+    t->res_len = len;
+    return t->big + off;
 }
 
 static void worker_message(mproc_ctx *ctx, const char *fmt, va_list ap)
 {
-    struct mailbox *mb = ctx->owner;
-    vsnprintf(mb->message, sizeof mb->message, fmt, ap);
+    struct wtask *t = ctx->owner;
+    vsnprintf(t->mb->message[t->pos], F_MESSAGE_MAX, fmt, ap);
+    t->s->flags |= SL_MSG;
 }
 
 static bool worker_cancel_requested(const mproc_ctx *ctx)
 {
-    const struct mailbox *mb = ctx->owner;
-    return mproc__load_relaxed(&mb->cancel) != 0;
+    const struct wtask *t = ctx->owner;
+    return mproc__load_relaxed(&t->s->cancel) != 0;
 }
 
 static const struct mproc__ctx_ops worker_ctx_ops = {
@@ -233,7 +435,42 @@ static const struct mproc__ctx_ops worker_ctx_ops = {
     .cancel_requested = worker_cancel_requested,
 };
 
-/* The task every worker process runs: serve its mailbox until QUIT. */
+/* Has slot s been published with index idx or later? */
+static bool published(const struct slot *s, uint64_t idx)
+{
+    return ST_IDX(mproc__load_acquire(&s->state)) >= idx;
+}
+
+/* Wait until slot s is published for index idx (true) or the parent
+ * says quit with nothing left to take (false). */
+static bool worker_wait(struct mailbox *mb, const struct slot *s, uint64_t idx)
+{
+    mproc_backoff b;
+    mproc_backoff_init(&b, 100, 5000);
+    int64_t spin_until = mproc__now() + WORKER_SPIN_NS;
+    for (;;) {
+        if (published(s, idx))
+            return true;
+        /* quit comes after the last publish: seen it, see the publish. */
+        if (mproc__load_acquire(&mb->quit))
+            return published(s, idx);
+        if (mproc__now() < spin_until) {
+            mproc_backoff_wait(&b);
+            continue;
+        }
+        /* Dekker with the dispatcher's publish: it bumps tailw (seq_cst)
+         * and then reads wsleep; we set wsleep and then read tailw. */
+        __atomic_store_n(&mb->wsleep, 1, __ATOMIC_SEQ_CST);
+        uint32_t seen = __atomic_load_n(&mb->tailw, __ATOMIC_SEQ_CST);
+        if (!published(s, idx) && !mproc__load_acquire(&mb->quit))
+            mproc__futex_wait(&mb->tailw, seen, MPROC__FOREVER, true);
+        mproc__store_relaxed(&mb->wsleep, 0);
+        mproc_backoff_reset(&b);
+        spin_until = mproc__now() + WORKER_SPIN_NS; /* more may follow this one */
+    }
+}
+
+/* The task every worker process runs: serve its ring until told to quit. */
 static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
 {
     (void)len;
@@ -244,13 +481,15 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
     if (mproc__process_fd(0) < 0 || evfd < 0 || mproc__shmap_attach(&map, mproc__process_fd(0)) != 0)
         return -EBADF;
     struct mailbox *mb = map.addr;
+    unsigned char *regions = (unsigned char *)map.addr + HDR_SIZE;
+    unsigned char *big = regions + RING * SLOT_DATA;
     uint64_t one = 1;
     bool refs = wa->refs != 0;
     bool ok = !wa->mem_limit || limit_memory(mb, (size_t)wa->mem_limit) == 0;
     if (ok && wa->initializer) {
         void *a, *initarg = wa->initarg_len ? (void *)(wa + 1) : (void *)(uintptr_t)wa->initarg;
         int (*init)(void *);
-        ok = mproc__fnref_decode(wa->initializer, refs, &a, mb->message, sizeof mb->message) == 0;
+        ok = mproc__fnref_decode(wa->initializer, refs, &a, mb->init_why, sizeof mb->init_why) == 0;
         if (ok) {
             memcpy(&init, &a, sizeof init);
             ok = init(initarg) >= 0;
@@ -261,35 +500,84 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
     (void)wr;
     if (!ok)
         return 0;
-    for (;;) {
-        uint32_t s;
-        while ((s = mproc__load_acquire(&mb->state)) == MB_IDLE || s == MB_DONE)
-            mproc__futex_wait(&mb->state, s, MPROC__FOREVER, true);
-        if (s == MB_QUIT)
-            return 0;
+    for (uint64_t next = mb->start_idx;;) {
+        unsigned pos = (unsigned)(next % RING);
+        struct slot *s = &mb->slots[pos];
+        uint64_t st = mproc__load_acquire(&s->state);
+        if (ST_IDX(st) < next) {
+            if (!worker_wait(mb, s, next))
+                return 0;
+            continue;
+        }
+        /* Withdrawn, or withdrawn and its position already reused. */
+        if (ST_IDX(st) > next || ST_KIND(st) != S_QUEUED) {
+            next++;
+            continue;
+        }
+        /* Acquire: pairs with the dispatcher's QUEUED store, so the
+         * task's fields are visible; a failed CAS means it was withdrawn. */
+        if (!mproc__cas(&s->state, &st, ST(next, S_TAKEN), __ATOMIC_ACQUIRE))
+            continue;
+        if (s->limit_ms)
+            mproc__store_relaxed(&s->start_ns, mproc__now());
         mproc_task_fn fn;
         void *addr;
-        mb->res_off = (mb->arg_len + 63) & ~(uint64_t)63;
-        mb->res_len = 0;
-        mb->message[0] = '\0';
-        struct mproc_ctx ctx = { .ops = &worker_ctx_ops, .owner = mb, .worker = mb->worker };
+        struct wtask t = { .mb = mb, .s = s, .pos = pos, .idx = next,
+                           .region = regions + (size_t)pos * SLOT_DATA, .big = big,
+                           .arg_big = (s->flags & SL_ARG_BIG) != 0 };
+        size_t alen = (size_t)s->arg_len;
+        t.res_off = align64(alen);
+        struct mproc_ctx ctx = { .ops = &worker_ctx_ops, .owner = &t, .worker = mb->worker };
+        const unsigned char *a = t.arg_big ? big : t.region;
         int code = MPROC_ENOSYMBOL; /* with the reason in the message */
-        if (mproc__fnref_decode(mb->fn, refs, &addr, mb->message, sizeof mb->message) == 0) {
+        if (mproc__fnref_decode(s->fn, refs, &addr, mb->message[pos], F_MESSAGE_MAX) == 0) {
             memcpy(&fn, &addr, sizeof fn);
-            code = fn(mb->arg_len ? mb->data : NULL, (size_t)mb->arg_len, &ctx);
+            code = fn(alen ? a : NULL, alen, &ctx);
+        } else {
+            s->flags |= SL_MSG;
         }
-        mb->code = code > 0 ? 0 : code;
-        if (wa->mem_limit && code == -ENOMEM)
-            mb->oom = 1; /* the task says it ran out: under a limit, that is the limit */
-        mproc__store_release(&mb->state, MB_DONE);
-        ssize_t w = write(evfd, &one, sizeof one);
-        (void)w;
+        code = code > 0 ? 0 : code;
+        s->code = code;
+        s->res_len = code == 0 ? t.res_len : 0;
+        bool oom = wa->mem_limit && code == -ENOMEM;
+        s->flags |= (t.res_big ? SL_RES_BIG : 0u) | (oom ? SL_OOM : 0u);
+        /* seq_cst: Dekker with the dispatcher's pwake (see the top). */
+        __atomic_store_n(&s->state, ST(next, S_DONE), __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&mb->pwake, __ATOMIC_SEQ_CST) &&
+            __atomic_exchange_n(&mb->pwake, 0, __ATOMIC_SEQ_CST)) {
+            ssize_t w = write(evfd, &one, sizeof one);
+            (void)w;
+        }
+        if (oom) /* under a limit, -ENOMEM is the limit: its heap may be full */
+            return 0;
+        next++;
     }
 }
 
-/* ---- the pending list ------------------------------------------------------ */
+/* ---- the pending lists ------------------------------------------------------ */
 
-static bool pending_empty(struct ppool *pp)
+static void list_push(mproc_future **head, mproc_future **tail, mproc_future *f)
+{
+    f->u.next = NULL;
+    if (*tail)
+        (*tail)->u.next = f;
+    else
+        *head = f;
+    *tail = f;
+}
+
+static mproc_future *list_pop(mproc_future **head, mproc_future **tail)
+{
+    mproc_future *f = *head;
+    if (f) {
+        *head = f->u.next;
+        if (!*head)
+            *tail = NULL;
+    }
+    return f;
+}
+
+static bool shared_pending_empty(struct ppool *pp)
 {
     mproc__mutex_lock(&pp->qlock);
     bool empty = pp->head == NULL;
@@ -297,33 +585,172 @@ static bool pending_empty(struct ppool *pp)
     return empty;
 }
 
-/* Add one to a counter that only the dispatcher writes. */
-static void bump(uint64_t *c)
+/* Nothing waits to be placed (dispatcher only). */
+static bool nothing_pending(struct ppool *pp)
 {
-    mproc__store_relaxed(c, *c + 1);
+    return !pp->redo_head && !pp->mine_head && shared_pending_empty(pp);
 }
 
-static mproc_future *pending_pop(struct ppool *pp)
+/* Move the submitters' list to the end of ours (dispatcher only). */
+static void take_pending(struct ppool *pp)
+{
+    uint64_t n = __atomic_load_n(&pp->nsub, __ATOMIC_SEQ_CST);
+    if (n == pp->nsub_seen)
+        return;
+    mproc__mutex_lock(&pp->qlock);
+    mproc_future *h = pp->head, *t = pp->tail;
+    pp->head = pp->tail = NULL;
+    mproc__mutex_unlock(&pp->qlock);
+    pp->nsub_seen = n;
+    if (!h)
+        return;
+    if (pp->mine_tail)
+        pp->mine_tail->u.next = h;
+    else
+        pp->mine_head = h;
+    pp->mine_tail = t;
+}
+
+/* Cancel every task in the submitters' list (any thread). */
+static void cancel_shared_pending(struct ppool *pp)
 {
     mproc__mutex_lock(&pp->qlock);
     mproc_future *f = pp->head;
-    if (f) {
-        pp->head = f->u.next;
-        if (!pp->head)
-            pp->tail = NULL;
-        mproc__store_relaxed(&pp->queued, pp->queued - 1);
-    }
+    pp->head = pp->tail = NULL;
     mproc__mutex_unlock(&pp->qlock);
+    while (f) {
+        mproc_future *next = f->u.next;
+        mproc__fetch_sub(&pp->pending_n, 1, __ATOMIC_RELAXED);
+        mproc__future_cancel_pending(f);
+        mproc_future_release(f);
+        f = next;
+    }
+}
+
+/* End a claimed task from the dispatcher's queues that never ran:
+ * cancelled, or failed as broken. */
+static void drop_claimed(struct ppool *pp, mproc_future *f, bool broken)
+{
+    mproc__fetch_sub(&pp->pending_n, 1, __ATOMIC_RELAXED);
+    if (broken) {
+        bump(&pp->failed);
+        mproc__future_resolve(f, MPROC_EBROKEN, NULL, 0, pp->broken_why);
+    } else {
+        mproc__future_resolve_cancelled(f);
+    }
+    mproc_future_release(f); /* the scheduler's reference */
+}
+
+/* Empty the dispatcher's queues: cancelled (shutdown(cancel_futures)) or
+ * failed with MPROC_EBROKEN. */
+static void drop_queued(struct ppool *pp, bool broken)
+{
+    mproc_future *f;
+    while ((f = list_pop(&pp->redo_head, &pp->redo_tail)))
+        drop_claimed(pp, f, broken);
+    if (!broken)
+        cancel_shared_pending(pp);
+    else
+        take_pending(pp);
+    while ((f = list_pop(&pp->mine_head, &pp->mine_tail))) {
+        if (broken && mproc__future_claim(f)) {
+            drop_claimed(pp, f, true); /* releases it */
+            continue;
+        }
+        mproc__fetch_sub(&pp->pending_n, 1, __ATOMIC_RELAXED);
+        if (!broken)
+            mproc__future_cancel_pending(f);
+        mproc_future_release(f);
+    }
+}
+
+/* ---- taking tasks back from a ring ------------------------------------------ */
+
+/*
+ * Withdraw the task at position pos of w, seen QUEUED as state *st:
+ * returns its future (the caller now holds the scheduler's reference) or
+ * NULL if the worker took it or someone else withdrew it first (*st then
+ * says which). Any thread. The future is read before the CAS: pos may be
+ * reused right after it; the CAS succeeding proves it was this slot's
+ * (the acquire load of fut pairs with the dispatcher's release stores
+ * when it clears or reuses pos, after it saw the slot leave QUEUED).
+ */
+static mproc_future *withdraw(struct pworker *w, unsigned pos, uint64_t *st)
+{
+    mproc_future *f = __atomic_load_n(&w->fut[pos], __ATOMIC_ACQUIRE);
+    if (!f || !mproc__cas(&w->mb->slots[pos].state, st, ST(ST_IDX(*st), S_WITHDRAWN),
+                          __ATOMIC_ACQ_REL))
+        return NULL;
     return f;
 }
 
-static void cancel_pending(struct ppool *pp)
+/* Withdraw f wherever it is QUEUED (any thread); true if we did. */
+static bool withdraw_future(struct ppool *pp, mproc_future *f)
 {
-    mproc_future *f;
-    while ((f = pending_pop(pp))) {
-        mproc__future_cancel_pending(f);
-        mproc_future_release(f);
+    for (unsigned i = 0; i < pp->base.nworkers; i++) {
+        struct pworker *w = &pp->w[i];
+        for (unsigned pos = 0; pos < RING; pos++) {
+            uint64_t st = mproc__load_acquire(&w->mb->slots[pos].state);
+            if (ST_KIND(st) == S_QUEUED && __atomic_load_n(&w->fut[pos], __ATOMIC_ACQUIRE) == f &&
+                withdraw(w, pos, &st) == f)
+                return true;
+        }
     }
+    return false;
+}
+
+/* Withdraw every QUEUED task and end it cancelled (any thread:
+ * shutdown(cancel_futures)). The loads are seq_cst: Dekker with place(),
+ * whose QUEUED store is seq_cst and followed by a seq_cst load of
+ * `cancelling`, which was stored seq_cst before this sweep. So a task
+ * placed while cancelling is set is either seen here or seen by the
+ * dispatcher, who then withdraws it itself. */
+static void withdraw_all_cancelled(struct ppool *pp)
+{
+    for (unsigned i = 0; i < pp->base.nworkers; i++) {
+        struct pworker *w = &pp->w[i];
+        for (unsigned pos = 0; pos < RING; pos++) {
+            uint64_t st = __atomic_load_n(&w->mb->slots[pos].state, __ATOMIC_SEQ_CST);
+            mproc_future *f;
+            if (ST_KIND(st) == S_QUEUED && (f = withdraw(w, pos, &st))) {
+                mproc__future_resolve_cancelled(f);
+                mproc_future_release(f); /* the scheduler's reference */
+            }
+        }
+    }
+}
+
+/* Withdraw w's QUEUED tasks with index > after, newest first, up to max
+ * of them, and put them at the front of `redo` in their order
+ * (dispatcher only). Returns how many. */
+static unsigned take_back(struct ppool *pp, struct pworker *w, uint64_t after, unsigned max)
+{
+    mproc_future *h = NULL, *t = NULL;
+    unsigned n = 0;
+    for (uint64_t idx = w->tail; idx-- > after + 1 && idx >= w->head && n < max;) {
+        unsigned pos = (unsigned)(idx % RING);
+        uint64_t st = mproc__load_acquire(&w->mb->slots[pos].state);
+        mproc_future *f = ST_KIND(st) == S_QUEUED ? withdraw(w, pos, &st) : NULL;
+        if (!f) {
+            if (ST_KIND(st) == S_TAKEN || ST_KIND(st) == S_DONE)
+                break; /* the worker got here: it has taken all before too */
+            continue;  /* a canceller withdrew it */
+        }
+        __atomic_store_n(&w->fut[pos], NULL, __ATOMIC_RELEASE);
+        f->u.next = h;
+        h = f;
+        if (!t)
+            t = f;
+        n++;
+    }
+    if (h) {
+        t->u.next = pp->redo_head;
+        pp->redo_head = h;
+        if (!pp->redo_tail)
+            pp->redo_tail = t;
+        mproc__fetch_add(&pp->pending_n, n, __ATOMIC_RELAXED); /* queued again */
+    }
+    return n;
 }
 
 /* ---- starting and replacing workers ----------------------------------- */
@@ -335,16 +762,25 @@ static int worker_start(struct ppool *pp, struct pworker *w)
         if (rc != 0)
             return rc;
         w->mb = w->map.addr;
+        w->regions = (unsigned char *)w->map.addr + HDR_SIZE;
+        w->big = w->regions + RING * SLOT_DATA;
+        w->head = w->tail = 1; /* index 0 is what a zeroed slot says */
     }
     struct mailbox *mb = w->mb;
-    mb->state = MB_IDLE;
-    mb->cancel = 0;
+    /* Every slot before tail is DONE or WITHDRAWN (worker_died passed
+     * them all): the new process starts at tail. */
+    mb->start_idx = w->tail;
+    mb->quit = 0;
+    mb->wsleep = 0;
+    mb->pwake = 0;
+    mb->big = 0;
+    mb->big_wait = 0;
     mb->ready = 0;
     mb->init_failed = 0;
     mb->oom = 0;
     mb->worker = w->index;
-    mb->message[0] = '\0'; /* an initializer that cannot be found says why here */
-    w->tasks = 0;
+    mb->init_why[0] = '\0'; /* an initializer that cannot be found says why here */
+    w->placed = 0;
     size_t ilen = pp->base.initarg_len;
     struct worker_arg *wa = malloc(sizeof *wa + ilen);
     if (!wa)
@@ -393,7 +829,385 @@ static void oom_message(char *buf, size_t n, const struct ppool *pp, const char 
              how ? how : "");
 }
 
-/* w's process has ended: fail its task, start a replacement. */
+/* ---- collecting ------------------------------------------------------------ */
+
+/* Hand the outcome of w's DONE slot at pos to its future. */
+static void deliver(struct ppool *pp, struct pworker *w, unsigned pos)
+{
+    struct mailbox *mb = w->mb;
+    struct slot *s = &mb->slots[pos];
+    mproc_future *f = mproc__load_relaxed(&w->fut[pos]);
+    uint32_t flags = s->flags;
+    int code = s->code > 0 ? 0 : s->code;
+    size_t rlen = (size_t)s->res_len, off = align64((size_t)s->arg_len);
+    const unsigned char *res;
+    size_t cap;
+    if (flags & SL_RES_BIG) {
+        res = w->big + ((flags & SL_ARG_BIG) ? off : 0);
+        cap = BIG_SIZE - ((flags & SL_ARG_BIG) ? off : 0);
+    } else {
+        res = w->regions + (size_t)pos * SLOT_DATA + off;
+        cap = off <= SLOT_DATA ? SLOT_DATA - off : 0;
+    }
+    const char *msg = NULL;
+    if (code < 0 && (flags & SL_MSG)) {
+        mb->message[pos][F_MESSAGE_MAX - 1] = '\0'; /* the worker is done with it */
+        msg = mb->message[pos];
+    }
+    if (code < 0 && (flags & SL_OOM)) {
+        char text[F_MESSAGE_MAX];
+        oom_message(text, sizeof text, pp, msg);
+        bump(&pp->failed);
+        bump(&pp->out_of_memory);
+        w->oom_retiring = true; /* it quits by itself; worker_died replaces it */
+        mproc__future_resolve(f, MPROC_EMEMLIMIT, NULL, 0, text);
+    } else if (code == 0 && rlen > cap) {
+        bump(&pp->failed);
+        mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result length from worker");
+    } else {
+        bump(code == 0 ? &pp->done : &pp->failed);
+        mproc__future_resolve(f, code, res, rlen, msg);
+    }
+    mproc_future_release(f); /* the scheduler's reference */
+}
+
+/* Pass w's finished slots in order: deliver DONE ones, skip withdrawn
+ * ones. Returns how many it passed (dispatcher only). */
+static unsigned collect(struct ppool *pp, struct pworker *w)
+{
+    unsigned n = 0;
+    while (w->head != w->tail) {
+        unsigned pos = (unsigned)(w->head % RING);
+        struct slot *s = &w->mb->slots[pos];
+        uint64_t st = mproc__load_acquire(&s->state);
+        unsigned kind = ST_KIND(st);
+        if (kind == S_DONE)
+            deliver(pp, w, pos);
+        else if (kind != S_WITHDRAWN)
+            break;
+        if (s->flags & (SL_ARG_BIG | SL_RES_BIG)) {
+            uint32_t tag = big_tag(w->head);
+            /* Release: our reads of the area come before its next use. */
+            if (mproc__cas(&w->mb->big, &tag, 0, __ATOMIC_RELEASE) &&
+                __atomic_load_n(&w->mb->big_wait, __ATOMIC_SEQ_CST))
+                mproc__futex_wake(&w->mb->big, 1, true);
+        }
+        __atomic_store_n(&w->fut[pos], NULL, __ATOMIC_RELEASE);
+        w->head++;
+        n++;
+    }
+    return n;
+}
+
+/* ---- placing --------------------------------------------------------------- */
+
+/* May w, whose ring is empty, start running tasks? Always without
+ * MPROC_JOBSERVER; with it, once it holds a token. A pool that fails (a
+ * read error) is not waited for: tasks then run without tokens rather
+ * than never. */
+static bool token_take(struct ppool *pp, struct pworker *w)
+{
+    if (!pp->jobserver || w->token)
+        return true;
+    int rc = mproc__jobserver_try_acquire();
+    w->token = rc > 0;
+    pp->token_wait |= rc == 0;
+    return rc != 0;
+}
+
+/* w's ring is empty (its tasks are done or gone): its token goes back to
+ * the pool. */
+static void token_give(struct pworker *w)
+{
+    if (w->token) {
+        w->token = false;
+        mproc__jobserver_release();
+    }
+}
+
+/* May w get another task (of `len` argument bytes)? */
+static bool can_take(const struct ppool *pp, const struct pworker *w, size_t len)
+{
+    if (!w->proc || w->timed_out || w->cancel_killed || w->retiring || w->oom_retiring ||
+        w->tail - w->head >= DEPTH || !mproc__load_acquire(&w->mb->ready))
+        return false;
+    if (pp->max_tasks && w->placed >= pp->max_tasks)
+        return false;
+    return len <= SLOT_DATA ||
+           (w->head == w->tail && mproc__load_relaxed(&w->mb->big) == 0);
+}
+
+/* Put claimed task f into w's ring (can_take said yes). */
+static void place(struct ppool *pp, struct pworker *w, mproc_future *f, uint64_t fn)
+{
+    struct mailbox *mb = w->mb;
+    uint64_t idx = w->tail;
+    unsigned pos = (unsigned)(idx % RING);
+    struct slot *s = &mb->slots[pos];
+    int64_t limit = mproc__future_timeout(f);
+    if (limit == 0)
+        limit = pp->task_timeout_ms;
+    bool big = f->arg_len > SLOT_DATA;
+    if (f->arg_len > 0)
+        memcpy(big ? w->big : w->regions + (size_t)pos * SLOT_DATA, f->arg, f->arg_len);
+    s->fn = fn;
+    s->arg_len = f->arg_len;
+    s->res_len = 0;
+    s->limit_ms = limit > 0 ? limit : 0;
+    s->start_ns = 0;
+    s->flags = big ? SL_ARG_BIG : 0;
+    s->cancel = mproc__load_relaxed(&f->cancel_req) || mproc__load_relaxed(&pp->base.cancelling);
+    s->code = 0;
+    if (big)
+        mproc__store_relaxed(&mb->big, big_tag(idx));
+    __atomic_store_n(&w->fut[pos], f, __ATOMIC_RELEASE);
+    /* Release: the task's fields before the worker (or a canceller) sees
+     * QUEUED; seq_cst: see withdraw_all_cancelled. */
+    __atomic_store_n(&s->state, ST(idx, S_QUEUED), __ATOMIC_SEQ_CST);
+    w->tail++;
+    w->woken = true;
+    mproc__fetch_sub(&pp->pending_n, 1, __ATOMIC_RELAXED);
+    if (pp->max_tasks && ++w->placed >= pp->max_tasks) {
+        /* Its last task: it quits once it has run it (worker_died then
+         * starts a fresh one). */
+        w->retiring = true;
+        mproc__store_release(&mb->quit, 1);
+    }
+}
+
+/* The next task to place, claimed, or NULL (dispatcher only). */
+static mproc_future *next_task(struct ppool *pp)
+{
+    mproc_future *f;
+    while ((f = pp->redo_head)) {
+        list_pop(&pp->redo_head, &pp->redo_tail);
+        if (pp->cancel_kill && mproc__load_relaxed(&f->cancel_req)) {
+            drop_claimed(pp, f, false); /* its cancel returned 1 */
+            continue;
+        }
+        return f;
+    }
+    while ((f = list_pop(&pp->mine_head, &pp->mine_tail))) {
+        if (mproc__future_claim(f))
+            return f;
+        mproc__fetch_sub(&pp->pending_n, 1, __ATOMIC_RELAXED);
+        mproc_future_release(f); /* cancelled while pending */
+    }
+    return NULL;
+}
+
+/* Push f back to the front of the dispatcher's queue. */
+static void unget_task(struct ppool *pp, mproc_future *f)
+{
+    f->u.next = pp->redo_head;
+    pp->redo_head = f;
+    if (!pp->redo_tail)
+        pp->redo_tail = f;
+}
+
+/* Wake the workers that got tasks this round. */
+static void wake_workers(struct ppool *pp)
+{
+    for (unsigned i = 0; i < pp->base.nworkers; i++) {
+        struct pworker *w = &pp->w[i];
+        if (!w->woken)
+            continue;
+        w->woken = false;
+        /* seq_cst: Dekker with the worker's wsleep (see worker_wait). */
+        __atomic_fetch_add(&w->mb->tailw, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&w->mb->wsleep, __ATOMIC_SEQ_CST))
+            mproc__futex_wake(&w->mb->tailw, 1, true);
+    }
+}
+
+/* An idle worker gets half of the QUEUED tasks of the busiest ring:
+ * they are taken back into `redo`; returns that worker, or NULL if
+ * there is nothing to move (dispatcher only). */
+static struct pworker *rebalance(struct ppool *pp)
+{
+    unsigned n = pp->base.nworkers;
+    struct pworker *idle = NULL, *busiest = NULL;
+    for (unsigned i = 0; i < n && !idle; i++)
+        if (pp->w[i].head == pp->w[i].tail && can_take(pp, &pp->w[i], 0))
+            idle = &pp->w[i];
+    if (!idle)
+        return NULL;
+    unsigned most = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct pworker *w = &pp->w[i];
+        unsigned queued = 0;
+        for (uint64_t idx = w->head; idx != w->tail; idx++)
+            queued += ST_KIND(mproc__load_relaxed(&w->mb->slots[idx % RING].state)) == S_QUEUED;
+        if (queued > most) {
+            most = queued;
+            busiest = w;
+        }
+    }
+    if (!busiest || !token_take(pp, idle))
+        return NULL;
+    if (take_back(pp, busiest, busiest->head - 1, (most + 1) / 2) == 0) {
+        token_give(idle);
+        return NULL;
+    }
+    return idle;
+}
+
+/* Place queued tasks round robin (tasks moved by rebalance go to the
+ * idle worker); true if any was placed (dispatcher only). */
+static bool place_all(struct ppool *pp)
+{
+    unsigned n = pp->base.nworkers;
+    bool any = false;
+    struct pworker *only = NULL;
+    pp->token_wait = false;
+    take_pending(pp);
+    for (;;) {
+        if (!pp->redo_head && !pp->mine_head && (only || !(only = rebalance(pp))))
+            break;
+        mproc_future *f = next_task(pp);
+        if (!f)
+            break;
+        if (mproc__load_relaxed(&pp->base.cancelling)) {
+            drop_claimed(pp, f, false);
+            continue;
+        }
+        /* A function a spawned worker cannot find fails the task here. */
+        uint64_t fn;
+        void *addr;
+        char why[MPROC__FNREF_WHY];
+        memcpy(&addr, &f->fn, sizeof addr);
+        int rc = mproc__fnref_encode(addr, pp->base.fn_refs, &fn, why, sizeof why);
+        if (rc != 0) {
+            mproc__fetch_sub(&pp->pending_n, 1, __ATOMIC_RELAXED);
+            bump(&pp->failed);
+            mproc__future_resolve(f, rc, NULL, 0, why);
+            mproc_future_release(f); /* the scheduler's reference */
+            continue;
+        }
+        struct pworker *w = NULL;
+        if (only) {
+            w = can_take(pp, only, f->arg_len) ? only : NULL;
+        } else {
+            for (unsigned k = 0; k < n && !w; k++) {
+                struct pworker *c = &pp->w[(pp->rr + k) % n];
+                if (can_take(pp, c, f->arg_len) && (c->head != c->tail || token_take(pp, c)))
+                    w = c;
+            }
+        }
+        if (!w) {
+            unget_task(pp, f);
+            break;
+        }
+        pp->rr = (unsigned)(w - pp->w + 1) % n;
+        pp->init_failures = 0; /* a worker started fine */
+        place(pp, w, f, fn);
+        any = true;
+    }
+    /* shutdown(cancel_futures) came while we placed: what we placed must
+     * not start (see withdraw_all_cancelled). */
+    if (any && __atomic_load_n(&pp->base.cancelling, __ATOMIC_SEQ_CST))
+        withdraw_all_cancelled(pp);
+    wake_workers(pp);
+    return any;
+}
+
+/* ---- deaths, deadlines, cancels ------------------------------------------------ */
+
+/* Stop w's TAKEN slot `idx`: take back what is queued behind it, then
+ * signal the worker if the task is still running (dispatcher only). */
+static void stop_task(struct ppool *pp, struct pworker *w, uint64_t idx, bool timeout,
+                      int64_t limit)
+{
+    take_back(pp, w, idx, RING);
+    uint64_t st = mproc__load_acquire(&w->mb->slots[idx % RING].state);
+    if (st != ST(idx, S_TAKEN))
+        return; /* it finished meanwhile: nothing to stop */
+    w->victim = idx;
+    w->victim_limit = limit;
+    if (timeout) {
+        w->timed_out = true;
+        w->kill_at = mproc__now() + KILL_GRACE_NS;
+        mproc_process_terminate(w->proc);
+    } else {
+        w->cancel_killed = true;
+        w->kill_at = INT64_MAX;
+        mproc_process_kill(w->proc);
+    }
+}
+
+/* The TAKEN slot at w's head, or 0 (index 0 is never used). */
+static uint64_t running_slot(const struct pworker *w)
+{
+    if (w->head == w->tail)
+        return 0;
+    uint64_t st = mproc__load_acquire(&w->mb->slots[w->head % RING].state);
+    return ST_KIND(st) == S_TAKEN ? w->head : 0;
+}
+
+/* Pass cancel requests on to w's running task, stop it past its
+ * deadline or (MPROC_CANCEL_KILL) when cancelled (dispatcher only). */
+static void watch_running(struct ppool *pp, struct pworker *w, int64_t now)
+{
+    if (w->timed_out || w->cancel_killed) {
+        if (now >= w->kill_at) {
+            mproc_process_kill(w->proc);
+            w->kill_at = INT64_MAX;
+        }
+        return;
+    }
+    uint64_t idx = running_slot(w);
+    if (!idx)
+        return;
+    unsigned pos = (unsigned)(idx % RING);
+    struct slot *s = &w->mb->slots[pos];
+    mproc_future *f = mproc__load_relaxed(&w->fut[pos]);
+    bool asked = mproc__load_relaxed(&f->cancel_req) != 0;
+    if ((asked || mproc__load_relaxed(&pp->base.cancelling)) && !mproc__load_relaxed(&s->cancel))
+        mproc__store_relaxed(&s->cancel, 1);
+    if (asked && pp->cancel_kill) {
+        stop_task(pp, w, idx, false, 0);
+        return;
+    }
+    int64_t start = mproc__load_relaxed(&s->start_ns);
+    if (s->limit_ms && start && now >= start + s->limit_ms * 1000000)
+        stop_task(pp, w, idx, true, s->limit_ms);
+}
+
+/* Fail w's task that was running when its process ended. */
+static void fail_running(struct ppool *pp, struct pworker *w, uint64_t idx, pid_t pid,
+                         int exitcode)
+{
+    mproc_future *f = mproc__load_relaxed(&w->fut[idx % RING]);
+    if (w->cancel_killed && idx == w->victim) {
+        mproc__future_resolve_cancelled(f);
+        mproc_future_release(f); /* the scheduler's reference */
+        return;
+    }
+    char msg[F_MESSAGE_MAX];
+    int code = MPROC_EWORKERDIED;
+    char how[96];
+    death_message(how, sizeof how, pid, exitcode);
+    if (w->timed_out && idx == w->victim) {
+        snprintf(msg, sizeof msg, "task ran past its %lld ms deadline; %s",
+                 (long long)w->victim_limit, how);
+        code = MPROC_ETASKTIMEOUT;
+    } else if (mproc__load_acquire(&w->mb->oom)) {
+        oom_message(msg, sizeof msg, pp, how);
+        code = MPROC_EMEMLIMIT;
+        w->oom_retiring = true; /* counts the restart */
+    } else {
+        snprintf(msg, sizeof msg, "%s", how);
+    }
+    bump(&pp->failed); /* counted before anyone can see the outcome */
+    bump(code == MPROC_ETASKTIMEOUT ? &pp->timed_out
+         : code == MPROC_EMEMLIMIT  ? &pp->out_of_memory
+                                    : &pp->worker_died);
+    mproc__future_resolve(f, code, NULL, 0, msg);
+    mproc_future_release(f); /* the scheduler's reference */
+}
+
+/* w's process has ended: deliver what it finished, fail what it was
+ * running, queue again what it had not started, start a replacement. */
 static void worker_died(struct ppool *pp, struct pworker *w)
 {
     pid_t pid = mproc_process_pid(w->proc);
@@ -402,40 +1216,21 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     mproc_process_exitcode(w->proc, &exitcode);
     mproc_process_destroy(w->proc);
     w->proc = NULL;
-    if (w->cur && w->cancel_killed) {
-        mproc__future_resolve_cancelled(w->cur);
-        mproc_future_release(w->cur); /* the scheduler's reference */
-        w->cur = NULL;
-    } else if (w->cur) {
-        char msg[F_MESSAGE_MAX];
-        int code = MPROC_EWORKERDIED;
-        char how[96];
-        death_message(how, sizeof how, pid, exitcode);
-        if (w->timed_out) {
-            snprintf(msg, sizeof msg, "task ran past its %lld ms deadline; %s",
-                     (long long)w->limit_ms, how);
-            code = MPROC_ETASKTIMEOUT;
-        } else if (mproc__load_acquire(&w->mb->oom)) {
-            oom_message(msg, sizeof msg, pp, how);
-            code = MPROC_EMEMLIMIT;
-            w->oom_retiring = true; /* counts the restart below */
-        } else {
-            snprintf(msg, sizeof msg, "%s", how);
-        }
-        bump(&pp->failed); /* counted before anyone can see the outcome */
-        bump(code == MPROC_ETASKTIMEOUT ? &pp->timed_out
-             : code == MPROC_EMEMLIMIT  ? &pp->out_of_memory
-                                        : &pp->worker_died);
-        mproc__future_resolve(w->cur, code, NULL, 0, msg);
-        mproc_future_release(w->cur); /* the scheduler's reference */
-        w->cur = NULL;
-    }
+    collect(pp, w);
+    uint64_t running = running_slot(w);
+    if (running)
+        fail_running(pp, w, running, pid, exitcode);
+    take_back(pp, w, running ? running : w->head - 1, RING);
+    /* What is left was withdrawn by cancellers, or is the slot failed
+     * above: pass it all. */
+    for (; w->head != w->tail; w->head++)
+        __atomic_store_n(&w->fut[w->head % RING], NULL, __ATOMIC_RELEASE);
+    token_give(w);
     bool timed_out = w->timed_out, retired = w->retiring, oom = w->oom_retiring;
     w->retiring = false;
     w->oom_retiring = false;
     w->cancel_killed = false;
     w->timed_out = false;
-    w->deadline = 0;
     if (!mproc__load_acquire(&w->mb->ready)) { /* it never finished starting */
         char how[96];
         death_message(how, sizeof how, pid, exitcode);
@@ -445,9 +1240,9 @@ static void worker_died(struct ppool *pp, struct pworker *w)
                      "the worker initializer %s %u times in a row (last: %s)",
                      failed ? "failed" : "crashed", pp->init_failures, how);
             size_t at = strlen(pp->broken_why);
-            if (failed && w->mb->message[0]) /* it could not be found: why */
+            if (failed && w->mb->init_why[0]) /* it could not be found: why */
                 snprintf(pp->broken_why + at, sizeof pp->broken_why - at, ": %.*s",
-                         (int)sizeof w->mb->message - 1, w->mb->message);
+                         (int)sizeof w->mb->init_why - 1, w->mb->init_why);
             mproc__store_relaxed(&pp->base.broken, 1); /* Python's BrokenProcessPool */
             return;
         }
@@ -456,7 +1251,7 @@ static void worker_died(struct ppool *pp, struct pworker *w)
         return; /* the dispatcher starts it again when the back-off is over */
     }
     if (!mproc__load_relaxed(&pp->base.broken) &&
-        (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !pending_empty(pp))) {
+        (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) || !nothing_pending(pp))) {
         bump(timed_out ? &pp->r_timeout
              : oom     ? &pp->r_memory
              : retired ? &pp->r_recycled
@@ -465,158 +1260,121 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     }
 }
 
-/* ---- the dispatcher -------------------------------------------------------- */
-
-/* A worker finished its task: hand the outcome to the future. */
-static void collect(struct pworker *w)
+/* Milliseconds until the nearest deadline, kill or restart, at most
+ * POLL_MAX_MS (dispatcher only). */
+static int poll_ms(const struct ppool *pp, int64_t now)
 {
-    struct mailbox *mb = w->mb;
-    mproc_future *f = w->cur;
-    w->cur = NULL;
-    const char *msg = mb->code < 0 ? mb->message : NULL;
-    bool oom = mb->code < 0 && mproc__load_acquire(&mb->oom);
-    bump(mb->code == 0 ? &w->pp->done : &w->pp->failed);
-    if (oom) {
-        char text[F_MESSAGE_MAX];
-        oom_message(text, sizeof text, w->pp, mb->message[0] ? mb->message : NULL);
-        bump(&w->pp->out_of_memory);
-        mproc__future_resolve(f, MPROC_EMEMLIMIT, NULL, 0, text);
-    } else if (mb->code == 0 && mb->res_len > DATA_CAP - mb->res_off) {
-        mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result length from worker");
-    } else {
-        mproc__future_resolve(f, mb->code, mb->data + mb->res_off, (size_t)mb->res_len, msg);
-    }
-    mproc_future_release(f); /* the scheduler's reference */
-    w->deadline = 0;
-    if (w->timed_out)
-        return; /* being stopped: it gets no new task */
-    if (oom) {
-        /* Its heap may be full of what the task left: start afresh. */
-        w->oom_retiring = true;
-        mproc__store_release(&mb->state, MB_QUIT);
-        mproc__futex_wake(&mb->state, 1, true);
-        return;
-    }
-    if (w->pp->max_tasks && ++w->tasks >= w->pp->max_tasks) {
-        /* Retire it; its end starts a fresh one (worker_died). */
-        w->retiring = true;
-        mproc__store_release(&mb->state, MB_QUIT);
-        mproc__futex_wake(&mb->state, 1, true);
-        return;
-    }
-    mproc__store_release(&mb->state, MB_IDLE);
-}
-
-/* Give f to idle worker w. A task a spawned worker cannot find fails here
- * (MPROC_ENOSYMBOL) and w stays idle: look again at once. */
-static void assign(struct pworker *w, mproc_future *f)
-{
-    uint64_t fn;
-    void *addr;
-    char why[MPROC__FNREF_WHY];
-    memcpy(&addr, &f->fn, sizeof addr);
-    int rc = mproc__fnref_encode(addr, w->pp->base.fn_refs, &fn, why, sizeof why);
-    if (rc != 0) {
-        bump(&w->pp->failed);
-        mproc__future_resolve(f, rc, NULL, 0, why);
-        mproc_future_release(f); /* the scheduler's reference */
-        poke(w->pp);
-        return;
-    }
-    int64_t limit = mproc__future_timeout(f);
-    if (limit == 0)
-        limit = w->pp->task_timeout_ms;
-    w->limit_ms = limit > 0 ? limit : 0;
-    w->deadline = limit > 0 ? mproc__now() + limit * 1000000 : 0;
-    struct mailbox *mb = w->mb;
-    mb->fn = fn;
-    mb->arg_len = f->arg_len;
-    if (f->arg_len > 0)
-        memcpy(mb->data, f->arg, f->arg_len);
-    mb->cancel = 0;
-    w->cur = f;
-    mproc__store_release(&mb->state, MB_TASK);
-    mproc__futex_wake(&mb->state, 1, true);
-}
-
-/* Milliseconds until the nearest deadline or kill, at most POLL_MAX_MS. */
-static int poll_ms(const struct ppool *pp)
-{
-    int64_t now = mproc__now(), next = now + (int64_t)POLL_MAX_MS * 1000000;
+    int64_t next = now + (int64_t)POLL_MAX_MS * 1000000;
     for (unsigned i = 0; i < pp->base.nworkers; i++) {
         const struct pworker *w = &pp->w[i];
-        int64_t t = w->timed_out ? w->kill_at : w->cur ? w->deadline : 0;
+        int64_t t = 0;
+        if (!w->proc) {
+            if (w->restart_at > now)
+                t = w->restart_at;
+        } else if (w->timed_out || w->cancel_killed) {
+            t = w->kill_at;
+        } else if (w->head != w->tail) {
+            const struct slot *s = &w->mb->slots[w->head % RING];
+            uint64_t st = mproc__load_acquire(&s->state);
+            int64_t start = mproc__load_relaxed(&s->start_ns);
+            if (s->limit_ms && ST_KIND(st) == S_TAKEN)
+                t = start ? start + s->limit_ms * 1000000 : now + 1000000;
+            else if (s->limit_ms && ST_KIND(st) == S_QUEUED)
+                t = now + s->limit_ms * 1000000; /* it starts later than now */
+        }
         if (t != 0 && t < next)
             next = t;
-        if (!w->proc && w->restart_at > now && w->restart_at < next)
-            next = w->restart_at;
     }
     return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
-}
-
-/* Pass a cancel request on to w's running task (mproc_cancel_requested),
- * or with MPROC_CANCEL_KILL stop it by killing w. */
-static void pass_cancel(struct ppool *pp, struct pworker *w)
-{
-    if (!w->cur || w->cancel_killed)
-        return;
-    bool asked = mproc__load_relaxed(&w->cur->cancel_req) != 0;
-    if (asked || mproc__load_relaxed(&pp->base.cancelling))
-        mproc__store_relaxed(&w->mb->cancel, 1);
-    if (asked && pp->cancel_kill) {
-        w->cancel_killed = true;
-        mproc_process_kill(w->proc);
-    }
-}
-
-/* Stop w's task if it passed its deadline: SIGTERM, then SIGKILL. The
- * worker's end (worker_died) fails the task with MPROC_ETASKTIMEOUT. */
-static void enforce_deadline(struct pworker *w)
-{
-    int64_t now = mproc__now();
-    if (!w->timed_out && w->cur && w->deadline != 0 && now >= w->deadline) {
-        w->timed_out = true;
-        w->kill_at = now + KILL_GRACE_NS;
-        mproc_process_terminate(w->proc);
-    } else if (w->timed_out && now >= w->kill_at) {
-        mproc_process_kill(w->proc);
-        w->kill_at = INT64_MAX;
-    }
-}
-
-/* May idle worker w take a task? Always without MPROC_JOBSERVER; with
- * it, once it holds a token. A pool that fails (a read error) is not
- * waited for: tasks then run without tokens rather than never. */
-static bool token_take(struct ppool *pp, struct pworker *w)
-{
-    if (!pp->jobserver || w->token)
-        return true;
-    if (pending_empty(pp))
-        return false; /* nothing to run: take no token */
-    int rc = mproc__jobserver_try_acquire();
-    w->token = rc > 0;
-    pp->token_wait = rc == 0;
-    return rc != 0;
-}
-
-/* w runs no task (any more): its token goes back to the pool. */
-static void token_give(struct pworker *w)
-{
-    if (w->token) {
-        w->token = false;
-        mproc__jobserver_release();
-    }
 }
 
 static bool time_to_leave(struct ppool *pp)
 {
     if (!__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) ||
-        __atomic_load_n(&pp->base.inflight, __ATOMIC_SEQ_CST) != 0 || !pending_empty(pp))
+        __atomic_load_n(&pp->base.inflight, __ATOMIC_SEQ_CST) != 0 || !nothing_pending(pp))
         return false;
     for (unsigned i = 0; i < pp->base.nworkers; i++)
-        if (pp->w[i].cur)
+        if (pp->w[i].head != pp->w[i].tail)
             return false;
     return true;
+}
+
+/* Anything to collect, or new submits? (dispatcher only, while spinning) */
+static bool work_arrived(struct ppool *pp)
+{
+    if (__atomic_load_n(&pp->nsub, __ATOMIC_SEQ_CST) != pp->nsub_seen)
+        return true;
+    for (unsigned i = 0; i < pp->base.nworkers; i++) {
+        struct pworker *w = &pp->w[i];
+        if (w->head != w->tail &&
+            ST_KIND(__atomic_load_n(&w->mb->slots[w->head % RING].state, __ATOMIC_SEQ_CST)) ==
+                S_DONE)
+            return true;
+    }
+    return false;
+}
+
+/* Look at every worker: ended processes, deadlines, cancels, restarts.
+ * pfd[i + 1] tells which ended (dispatcher only). */
+static void watch_workers(struct ppool *pp, const struct pollfd *pfd)
+{
+    int64_t now = mproc__now();
+    for (unsigned i = 0; i < pp->base.nworkers; i++) {
+        struct pworker *w = &pp->w[i];
+        if (w->proc && pfd[i + 1].revents)
+            worker_died(pp, w);
+        else if (w->proc)
+            watch_running(pp, w, now);
+        else if (!mproc__load_relaxed(&pp->base.broken) &&
+                 !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) && now >= w->restart_at)
+            worker_start(pp, w);
+    }
+}
+
+/* pfd[0]: the eventfd; pfd[i + 1]: worker i's end; pfd[n + 1]: the
+ * jobserver's pool while tasks wait for a token (a token freed by this
+ * process, not through the pool's pipe, is seen within POLL_MAX_MS). */
+static void fill_pollfds(struct ppool *pp, struct pollfd *pfd)
+{
+    unsigned n = pp->base.nworkers;
+    pfd[0] = (struct pollfd){ .fd = pp->evfd, .events = POLLIN };
+    for (unsigned i = 0; i < n; i++)
+        pfd[i + 1] = (struct pollfd){
+            .fd = pp->w[i].proc ? mproc__process_wait_fd(pp->w[i].proc) : -1,
+            .events = POLLIN };
+    pfd[n + 1] = (struct pollfd){ .fd = pp->token_wait ? mproc__jobserver_fd() : -1,
+                                  .events = POLLIN };
+}
+
+/* Sleep until woken (a worker's DONE, a submit, a poke, a process's end)
+ * or the next deadline; false if something came in while getting ready
+ * (dispatcher only). */
+static bool dispatcher_sleep(struct ppool *pp, struct pollfd *pfd)
+{
+    unsigned n = pp->base.nworkers;
+    __atomic_store_n(&pp->sleeping, 1, __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < n; i++)
+        if (pp->w[i].proc && pp->w[i].head != pp->w[i].tail)
+            __atomic_store_n(&pp->w[i].mb->pwake, 1, __ATOMIC_SEQ_CST);
+    bool slept = false;
+    if (!work_arrived(pp)) {
+        fill_pollfds(pp, pfd);
+        int rc = poll(pfd, n + 2, poll_ms(pp, mproc__now()));
+        slept = true;
+        if (rc > 0 && pfd[0].revents) {
+            uint64_t v;
+            ssize_t r = read(pp->evfd, &v, sizeof v);
+            (void)r;
+        }
+        if (rc < 0)
+            for (unsigned i = 0; i <= n; i++)
+                pfd[i].revents = 0;
+    }
+    mproc__store_relaxed(&pp->sleeping, 0);
+    for (unsigned i = 0; i < n; i++)
+        if (mproc__load_relaxed(&pp->w[i].mb->pwake))
+            mproc__store_relaxed(&pp->w[i].mb->pwake, 0);
+    return slept;
 }
 
 static void *dispatcher_main(void *arg)
@@ -626,84 +1384,69 @@ static void *dispatcher_main(void *arg)
     struct pollfd *pfd = calloc(n + 2, sizeof *pfd);
     if (!pfd) /* cannot watch: fail everything rather than hang */
         mproc__store_relaxed(&pp->base.broken, 1);
+    int64_t last_watch = 0, idle_since = 0, spin_ns = DISPATCH_SPIN_NS;
+    unsigned spins = 0;
     for (;;) {
-        if (mproc__load_relaxed(&pp->base.cancelling))
-            cancel_pending(pp);
-        if (mproc__load_relaxed(&pp->base.broken)) { /* Python's BrokenProcessPool */
-            mproc_future *f;
-            while ((f = pending_pop(pp))) {
-                if (mproc__future_claim(f)) {
-                    bump(&pp->failed);
-                    mproc__future_resolve(f, MPROC_EBROKEN, NULL, 0, pp->broken_why);
-                }
-                mproc_future_release(f);
-            }
+        bool cancelling = mproc__load_relaxed(&pp->base.cancelling) != 0;
+        bool broken = mproc__load_relaxed(&pp->base.broken) != 0;
+        if (cancelling || broken) { /* broken: Python's BrokenProcessPool */
+            drop_queued(pp, broken);
+            if (cancelling)
+                withdraw_all_cancelled(pp);
         }
-        /* Hand pending tasks to idle workers. */
-        pp->token_wait = false;
+        bool work = false;
         for (unsigned i = 0; i < n; i++) {
             struct pworker *w = &pp->w[i];
-            if (w->cur || !w->proc || !mproc__load_acquire(&w->mb->ready) ||
-                mproc__load_acquire(&w->mb->state) != MB_IDLE)
-                continue;
-            pp->init_failures = 0; /* a worker started fine */
-            if (!token_take(pp, w))
-                break;
-            mproc_future *f;
-            while ((f = pending_pop(pp)) && !mproc__future_claim(f))
-                mproc_future_release(f); /* cancelled while pending */
-            if (!f) {
+            work |= collect(pp, w) > 0;
+            if (w->head == w->tail)
                 token_give(w);
-                break;
-            }
-            assign(w, f);
+        }
+        if (!broken)
+            work |= place_all(pp);
+        int64_t now = mproc__now();
+        if (now - last_watch >= BUSY_POLL_NS && pfd) {
+            fill_pollfds(pp, pfd);
+            if (poll(pfd, n + 2, 0) < 0)
+                for (unsigned i = 0; i <= n; i++)
+                    pfd[i].revents = 0;
+            watch_workers(pp, pfd);
+            last_watch = now;
+            continue; /* deaths may have queued tasks again */
         }
         if (time_to_leave(pp) || !pfd)
             break;
-        pfd[0] = (struct pollfd){ .fd = pp->evfd, .events = POLLIN };
-        for (unsigned i = 0; i < n; i++)
-            pfd[i + 1] = (struct pollfd){
-                .fd = pp->w[i].proc ? mproc__process_wait_fd(pp->w[i].proc) : -1,
-                .events = POLLIN };
-        pfd[n + 1] = (struct pollfd){ .fd = pp->token_wait ? mproc__jobserver_fd() : -1,
-                                      .events = POLLIN };
-        /* A replacement that could not start is tried again in 100 ms;
-         * deadlines are looked at in time; a token freed by this process
-         * (not through the pool's pipe) is seen within 100 ms. */
-        if (poll(pfd, n + 2, poll_ms(pp)) < 0 && errno != EINTR)
+        if (work) {
+            idle_since = 0;
             continue;
-        if (pfd[0].revents) {
-            uint64_t v;
-            ssize_t r = read(pp->evfd, &v, sizeof v);
-            (void)r;
         }
-        for (unsigned i = 0; i < n; i++) {
-            struct pworker *w = &pp->w[i];
-            if (w->cur && mproc__load_acquire(&w->mb->state) == MB_DONE)
-                collect(w);
-            if (w->proc && pfd[i + 1].revents)
-                worker_died(pp, w);
-            else if (w->proc) {
-                pass_cancel(pp, w);
-                enforce_deadline(w);
-            }
-            else if (!w->proc && !mproc__load_relaxed(&pp->base.broken) &&
-                     !__atomic_load_n(&pp->base.shutdown, __ATOMIC_SEQ_CST) &&
-                     mproc__now() >= w->restart_at)
-                worker_start(pp, w);
-            if (!w->cur)
-                token_give(w);
+        if (idle_since == 0)
+            idle_since = now;
+        if (now - idle_since < spin_ns) { /* work is likely to come soon */
+            if (++spins % 64 == 0)
+                sched_yield(); /* a worker we wait for may share our CPU */
+            else
+                mproc__cpu_relax();
+            continue;
         }
+        int64_t t0 = mproc__now();
+        if (dispatcher_sleep(pp, pfd)) {
+            watch_workers(pp, pfd);
+            last_watch = mproc__now();
+            /* Spin next time only if sleeping did not last long. */
+            spin_ns = last_watch - t0 < 4 * DISPATCH_SPIN_NS ? DISPATCH_SPIN_NS : 0;
+        }
+        idle_since = 0;
     }
     /* Nothing left to run: let every worker go. */
     if (mproc__load_relaxed(&pp->base.broken))
-        cancel_pending(pp);
+        drop_queued(pp, true);
     for (unsigned i = 0; i < n; i++) {
         struct pworker *w = &pp->w[i];
         if (!w->proc)
             continue;
-        mproc__store_release(&w->mb->state, MB_QUIT);
-        mproc__futex_wake(&w->mb->state, 1, true);
+        mproc__store_release(&w->mb->quit, 1);
+        __atomic_fetch_add(&w->mb->tailw, 1, __ATOMIC_SEQ_CST);
+        mproc__futex_wake(&w->mb->tailw, 1, true);
     }
     for (unsigned i = 0; i < n; i++) {
         struct pworker *w = &pp->w[i];
@@ -727,23 +1470,27 @@ static void *dispatcher_main(void *arg)
 static void procs_enqueue(mproc_executor *ex, mproc_future *f)
 {
     struct ppool *pp = ppool_of(ex);
-    f->u.next = NULL;
+    mproc__fetch_add(&pp->pending_n, 1, __ATOMIC_RELAXED); /* before it can be taken */
     mproc__mutex_lock(&pp->qlock);
-    if (pp->tail)
-        pp->tail->u.next = f;
-    else
-        pp->head = f;
-    pp->tail = f;
-    mproc__store_relaxed(&pp->queued, pp->queued + 1);
+    list_push(&pp->head, &pp->tail, f);
     mproc__mutex_unlock(&pp->qlock);
-    poke(pp);
+    /* seq_cst: Dekker with the dispatcher's `sleeping` (see the top). */
+    __atomic_fetch_add(&pp->nsub, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pp->sleeping, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&pp->sleeping, 0, __ATOMIC_SEQ_CST))
+        poke(pp);
 }
 
 static bool procs_cancel_running(mproc_executor *ex, mproc_future *f)
 {
-    (void)f;
     struct ppool *pp = ppool_of(ex);
-    poke(pp); /* the dispatcher passes it on */
+    if (withdraw_future(pp, f)) { /* queued in a ring, not started: ours to end */
+        poke(pp);                 /* the dispatcher passes the slot */
+        mproc__future_resolve_cancelled(f);
+        mproc_future_release(f); /* the scheduler's reference */
+        return true;
+    }
+    poke(pp); /* running: the dispatcher passes it on */
     return pp->cancel_kill;
 }
 
@@ -756,8 +1503,12 @@ static bool procs_help(mproc_executor *ex)
 static void procs_shutdown(mproc_executor *ex, bool wait)
 {
     struct ppool *pp = ppool_of(ex);
-    if (mproc__load_relaxed(&ex->cancelling))
-        cancel_pending(pp);
+    if (mproc__load_relaxed(&ex->cancelling)) {
+        /* Again, seq_cst: see withdraw_all_cancelled. */
+        __atomic_store_n(&ex->cancelling, 1, __ATOMIC_SEQ_CST);
+        cancel_shared_pending(pp);
+        withdraw_all_cancelled(pp);
+    }
     poke(pp);
     if (wait && pp->dispatcher_started) {
         pthread_join(pp->dispatcher, NULL);
@@ -842,7 +1593,12 @@ static void procs_destroy(mproc_executor *ex)
 static void procs_stats(const mproc_executor *ex, mproc_executor_counters *out)
 {
     const struct ppool *pp = (const struct ppool *)ex;
-    out->queued = mproc__load_relaxed(&pp->queued);
+    /* Queued: pending, plus placed in a ring and not taken yet. */
+    uint64_t queued = mproc__load_relaxed(&pp->pending_n);
+    for (unsigned i = 0; i < pp->base.nworkers; i++)
+        for (unsigned pos = 0; pos < RING; pos++)
+            queued += ST_KIND(mproc__load_relaxed(&pp->w[i].mb->slots[pos].state)) == S_QUEUED;
+    out->queued = queued;
     out->done = mproc__load_relaxed(&pp->done);
     out->failed = mproc__load_relaxed(&pp->failed);
     out->worker_died = mproc__load_relaxed(&pp->worker_died);
