@@ -21,19 +21,25 @@
  * workers spin briefly, then sleep on a futex.
  *
  * Process executors (MPROC_PROCESSES): each worker is a process with a
- * mailbox in shared memory; a dispatcher thread in the caller's process
- * hands tasks to idle workers and completes their futures. A task's
- * argument is copied into the mailbox (up to 32 MiB) and its result back
- * out of it (up to the rest of 64 MiB). The task must be in the program
+ * ring of task slots in shared memory; a dispatcher thread in the
+ * caller's process places up to 32 tasks in each ring (the worker runs
+ * them one after the other; an idle worker takes over tasks queued behind
+ * a busy one) and completes their futures. A task waiting in a ring has
+ * not started (mproc_future_cancel cancels it) but already counts as
+ * running for mproc_future_running, as in Python's ProcessPoolExecutor.
+ * A task's argument is copied into the ring (up to 32 MiB) and its result
+ * back out of it (up to 64 MiB less the argument). The task must be in the program
  * image the workers run (fork/forkserver: a function of the program or of
  * a library loaded before the executor started; spawn: of the program or
  * of a library it was linked with, see opts.start). A worker that dies while
  * running a task (signal, exit) fails that task's future only, with
  * MPROC_EWORKERDIED and a message naming the worker's pid and the signal
  * or exit status; the worker is replaced and the executor keeps serving.
- * map/imap send each chunk's item bytes to a worker as one message and
- * get its results back the same way. A worker that dies during a chunk
- * fails that chunk's items. Waiting threads of the caller never run
+ * map/imap copy the items into memory the workers share, and with a
+ * result_size the workers write each result in place there, so no result
+ * is copied back (without room there, each chunk's items and results
+ * travel as messages). A worker that dies during a chunk fails that
+ * chunk's items, which then read as zeros. Waiting threads of the caller never run
  * tasks themselves (help-while-wait is for thread executors).
  *
  * At normal exit (return from main, exit()), executors not yet destroyed

@@ -168,10 +168,51 @@ struct mproc__backend {
     bool (*cancel_running)(mproc_executor *ex, mproc_future *f);
     /* Fill what it counts (out is zeroed; workers is set). */
     void (*stats)(const mproc_executor *ex, mproc_executor_counters *out);
+    /* Remote backends: the memory its workers share with us (pheap.c),
+     * not retained, or NULL. NULL op: none. */
+    struct mproc__pheap *(*heap)(mproc_executor *ex);
     /* Fill the start method and memory limit (out has the common part;
      * NULL: none of these apply). */
     void (*info)(const mproc_executor *ex, mproc_executor_details *out);
 };
+
+/* ---- a process pool's shared heap (pheap.c) ------------------------------ */
+
+/*
+ * One memfd mapped by a pool's process and by every worker (they get the
+ * descriptor at start), for map's items and dense results. The parent
+ * allocates (page-granular; thread-safe) and names ranges to workers by
+ * offset. Freed ranges keep their pages up to a bound, for the next map.
+ */
+struct mproc__pheap;
+/* A heap of `size` bytes (sparse), one reference: 0 or -errno. */
+int mproc__pheap_create(struct mproc__pheap **out, size_t size);
+int mproc__pheap_fd(const struct mproc__pheap *h);
+struct mproc__pheap *mproc__pheap_retain(struct mproc__pheap *h);
+/* Drop a reference; the last one unmaps it. NULL: no-op. */
+void mproc__pheap_release(struct mproc__pheap *h);
+/* `bytes` of it (contents undefined) and their offset, or NULL when it
+ * has no free range that large. */
+void *mproc__pheap_alloc(struct mproc__pheap *h, size_t bytes, uint64_t *off);
+/* Give back what mproc__pheap_alloc returned for `bytes`. */
+void mproc__pheap_free(struct mproc__pheap *h, void *p, size_t bytes);
+/* In a worker process: map the heap given at start (0 or -errno); then
+ * its base and size (NULL and 0 if not mapped). */
+int mproc__pheap_worker_attach(int fd);
+unsigned char *mproc__pheap_worker_base(size_t *size);
+
+/* ---- map chunks that run in another process (map.c) --------------------- */
+
+/*
+ * A remote backend's map chunk is a future whose fn is
+ * mproc__map_remote_chunk, arg the results object and arg_len the chunk's
+ * number. The backend does not copy arg: it writes the chunk's message
+ * (mproc__map_pack_len(f) bytes) with mproc__map_pack, straight into the
+ * worker's memory, and runs mproc__map_remote_chunk on it there.
+ */
+int mproc__map_remote_chunk(const void *msg, size_t len, mproc_ctx *ctx);
+size_t mproc__map_pack_len(const mproc_future *f);
+void mproc__map_pack(const mproc_future *f, void *dst);
 
 extern const struct mproc__backend mproc__thread_backend;
 extern const struct mproc__backend mproc__process_backend;
@@ -218,6 +259,11 @@ bool mproc__exec_on_worker(const mproc_executor *ex);
 int mproc__exec_await(mproc_executor *ex, uint32_t *word, uint32_t *sleepers,
                       bool (*ready)(const void *obj, size_t arg), const void *obj,
                       size_t arg, int64_t deadline);
+/* mproc_submit for the exec layer's own tasks: len is passed to the task
+ * as is and not checked against the backend's max_arg (map's chunks pass
+ * their number there). */
+int mproc__submit_internal(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
+                           mproc_future **out);
 /* Was ex shut down with cancel_futures? */
 bool mproc__exec_cancelling(const mproc_executor *ex);
 /* For a backend's create: `size` zeroed bytes, 64-byte aligned, whose

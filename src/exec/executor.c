@@ -180,14 +180,15 @@ int mproc_executor_stats(const mproc_executor *ex, mproc_executor_counters *out)
 
 /* ---- submit ------------------------------------------------------------ */
 
-int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
-                    const mproc_submit_opts *opts, mproc_future **out)
+/* Submit; `internal`: len is not a byte count (map's chunk number). */
+static int submit(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
+                  const mproc_submit_opts *opts, mproc_future **out, bool internal)
 {
     if (out)
         *out = NULL;
     if (!ex || !fn || (!arg && len > 0))
         return -EINVAL;
-    if (len > ex->be->max_arg)
+    if (len > ex->be->max_arg && !internal)
         return -E2BIG;
     int64_t timeout = opts ? opts->timeout_ms : 0;
     if (timeout < -1 || (timeout != 0 && !ex->be->deadlines))
@@ -225,10 +226,22 @@ int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_
     return rc;
 }
 
+int mproc_submit_ex(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
+                    const mproc_submit_opts *opts, mproc_future **out)
+{
+    return submit(ex, fn, arg, len, opts, out, false);
+}
+
 int mproc_submit(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
                  mproc_future **out)
 {
-    return mproc_submit_ex(ex, fn, arg, len, NULL, out);
+    return submit(ex, fn, arg, len, NULL, out, false);
+}
+
+int mproc__submit_internal(mproc_executor *ex, mproc_task_fn fn, const void *arg, size_t len,
+                           mproc_future **out)
+{
+    return submit(ex, fn, arg, len, NULL, out, true);
 }
 
 int mproc__exec_run(mproc_executor *ex, mproc_future *f, int worker)

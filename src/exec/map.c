@@ -19,7 +19,9 @@
  *     call and nothing else. Both arrays come zeroed from the kernel when
  *     large (mmap), so an item that returns nothing reads as zero bytes,
  *     and workers fault in the pages of their own chunks in parallel;
- *     `codes` is never touched while nothing fails. A failed item's bytes
+ *     `codes` is never touched while nothing fails. (On a process pool,
+ *     `data` may be in the pool's shared heap instead, not zeroed
+ *     beforehand: see "chunks that run in another process".) A failed item's bytes
  *     are zeroed by its worker. A result of another length goes to a
  *     scratch buffer (freed at the end of its chunk) and fails the item
  *     with -EMSGSIZE unless the task fails with its own code.
@@ -99,6 +101,14 @@ struct mproc_results {
     uint32_t sleepers;
     uint64_t remaining;      /* chunks not accounted yet */
     uint64_t first_fail;     /* smallest failed item index */
+    /* Remote backends with a shared heap (pheap.c): the items are copied
+     * there at submit time, and fixed-size results are written there by
+     * the workers (data is then heap memory). */
+    uint64_t fn_word;           /* remote: fn as a word of workers/fnref.h */
+    struct mproc__pheap *heap;  /* retained, or NULL */
+    unsigned char *in_heap;     /* the items' copy (freed when all chunks are in) */
+    uint64_t in_off, out_off;   /* their offsets in the heap */
+    bool in_shared, out_shared; /* items / data live in the heap */
     mproc_future *done;
     mproc_future_cb callback, error_callback;
     void *userdata;
@@ -158,7 +168,13 @@ static void results_free(mproc_results *r)
         free(r->scratch);
         r->scratch = next;
     }
-    zfree(r->data, r->data_bytes);
+    if (r->out_shared)
+        mproc__pheap_free(r->heap, r->data, r->data_bytes);
+    else
+        zfree(r->data, r->data_bytes);
+    if (r->in_heap)
+        mproc__pheap_free(r->heap, r->in_heap, r->n * r->item_size);
+    mproc__pheap_release(r->heap);
     zfree(r->codes, r->codes_bytes);
     zfree(r->slots, r->slots_bytes);
     free(r->chunk_done);
@@ -441,6 +457,10 @@ static void account_chunk(mproc_results *r, size_t k, int code)
             else
                 r->slots[i].code = code;
         }
+        /* Shared data is not zeroed beforehand, and a worker that died
+         * may have written part of it. */
+        if (r->out_shared)
+            memset(r->data + lo * r->result_size, 0, (hi - lo) * r->result_size);
         note_failure(r, lo);
     }
     mproc__store_release(&r->chunk_done[k], 1);
@@ -450,6 +470,10 @@ static void account_chunk(mproc_results *r, size_t k, int code)
     if (__atomic_load_n(&r->sleepers, __ATOMIC_SEQ_CST) != 0)
         mproc__futex_wake(&r->progress, INT_MAX, false);
     if (mproc__fetch_sub(&r->remaining, 1, __ATOMIC_ACQ_REL) == 1) {
+        if (r->in_heap) { /* no worker reads the items any more */
+            mproc__pheap_free(r->heap, r->in_heap, r->n * r->item_size);
+            r->in_heap = NULL;
+        }
         uint64_t first = mproc__load_relaxed(&r->first_fail);
         mproc__future_complete(r->done, first == NO_FAILURE ? 0 : item_code(r, first));
         results_release(r); /* the chunks' reference */
@@ -466,53 +490,77 @@ static void chunk_finished(mproc_future *f, void *userdata)
 /* ---- chunks that run in another process --------------------------------------- */
 
 /*
- * A backend whose workers do not share our memory (processes) gets each
- * chunk as a message: a header and the chunk's item bytes. The worker
- * runs the items and returns one record per item -- code, result bytes,
- * failure message -- packed into the chunk task's own result; the
- * chunk's done-callback unpacks them into the results object. A chunk
- * whose worker died fails as a whole (MPROC_EWORKERDIED), like a chunk
- * that was cancelled.
+ * A backend whose workers do not share our memory (processes) runs each
+ * chunk from a message that it writes straight into the worker's memory
+ * (mproc__map_pack): a header and, unless they are in the pool's shared
+ * heap, the chunk's item bytes. With a heap (the common case), map_start
+ * copies the items there chunk by chunk as it submits them, and in
+ * fixed-size mode the worker writes each item's result in place into
+ * `data`, which is heap memory too: an item costs its task call and
+ * nothing else, and no result is copied back. What comes back as the
+ * chunk task's own result is only what failed: one record per failed item
+ * (its index, code and message). In general mode (or with no heap), the
+ * worker writes one record per item -- code, result bytes, message -- into
+ * the chunk's result, or, fixed-size without a heap, the dense results
+ * followed by the failure records; the chunk's done-callback unpacks them.
+ * A chunk whose worker died fails as a whole (MPROC_EWORKERDIED), like a
+ * chunk that was cancelled.
+ *
+ * The worker grows the chunk's result with mproc_result_buffer as it goes:
+ * a process worker keeps the bytes already written when its result room
+ * grows or shrinks (exec/procs.c).
  */
+#define RNONE UINT64_MAX
+
 struct rchunk_hdr {
     uint64_t fn;          /* the item task, as a word of workers/fnref.h */
     uint64_t refs;        /* fn is a reference (spawned workers) */
-    uint64_t chunk;
     uint64_t item_size;
     uint64_t count;
+    uint64_t result_size; /* 0: general mode */
+    uint64_t in_off;      /* the items in the heap, or RNONE: they follow */
+    uint64_t out_off;     /* fixed-size results in the heap, or RNONE */
 };
 
+/* General mode: one per item. Fixed-size mode: one per failed item, with
+ * `len` its index in the chunk. Then len result bytes (general mode) and
+ * msg_len message bytes, padded to 8. */
 struct rrec {
     int32_t code;
-    uint32_t len;      /* result bytes that follow */
-    uint32_t msg_len;  /* then message bytes */
+    uint32_t len;
+    uint32_t msg_len;
     uint32_t pad;
 };
 
 #define RREC_ALIGN(n) (((n) + 7) & ~(size_t)7)
 
-/* Worker side: the records being built, and the current item's. */
+/* Worker side: the chunk's result as it is built, and the current item. */
 struct rbuild {
-    unsigned char *buf;
-    size_t len, cap;   /* bytes used (whole records), allocated */
-    size_t cur;        /* offset of the current item's record */
-    size_t res_len;
+    mproc_ctx *outer;     /* the chunk task's own context */
+    unsigned char *base;  /* its result room */
+    size_t cap, len;      /* bytes asked for, bytes used */
+    size_t cur;           /* general: offset of the current item's record */
+    size_t res_len;       /* general: the current item's result length */
+    size_t result_size;   /* 0: general mode */
+    bool wrong;           /* fixed: a result of the wrong length */
+    bool has_msg;
+    unsigned char *scratch; /* fixed: where wrong-length results go */
+    size_t scratch_cap;
     char message[F_MESSAGE_MAX];
-    mproc_ctx *outer;  /* the chunk task's own context */
-    bool oom;
 };
 
+/* Room for `need` bytes of the chunk's result; base may move. */
 static bool rbuild_reserve(struct rbuild *b, size_t need)
 {
     if (need <= b->cap)
         return true;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < need)
-        cap *= 2;
-    unsigned char *p = realloc(b->buf, cap);
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    unsigned char *p = mproc_result_buffer(b->outer, cap);
     if (!p)
         return false;
-    b->buf = p;
+    b->base = p;
     b->cap = cap;
     return true;
 }
@@ -520,16 +568,32 @@ static bool rbuild_reserve(struct rbuild *b, size_t need)
 static void *rbuild_room(mproc_ctx *ctx, size_t len)
 {
     struct rbuild *b = ctx->owner;
-    if (len > UINT32_MAX || !rbuild_reserve(b, b->cur + sizeof(struct rrec) + len))
+    if (b->result_size) { /* the right length went to ctx->slot directly */
+        b->wrong = true;
+        b->has_msg = true;
+        snprintf(b->message, sizeof b->message, "result of %zu bytes, but result_size is %zu",
+                 len, b->result_size);
+        if (len > b->scratch_cap) {
+            unsigned char *p = realloc(b->scratch, len);
+            if (!p)
+                return NULL;
+            b->scratch = p;
+            b->scratch_cap = len;
+        }
+        return b->scratch;
+    }
+    if (len > UINT32_MAX || len > SIZE_MAX - b->cur - sizeof(struct rrec) ||
+        !rbuild_reserve(b, b->cur + sizeof(struct rrec) + len))
         return NULL;
     b->res_len = len;
-    return b->buf + b->cur + sizeof(struct rrec);
+    return b->base + b->cur + sizeof(struct rrec);
 }
 
 static void rbuild_message(mproc_ctx *ctx, const char *fmt, va_list ap)
 {
     struct rbuild *b = ctx->owner;
     vsnprintf(b->message, sizeof b->message, fmt, ap);
+    b->has_msg = true;
 }
 
 static bool rbuild_cancel_requested(const mproc_ctx *ctx)
@@ -544,142 +608,227 @@ static const struct mproc__ctx_ops rbuild_ops = {
     .cancel_requested = rbuild_cancel_requested,
 };
 
-/* The chunk task, run by a worker process. */
-static int remote_chunk(const void *arg, size_t len, mproc_ctx *outer)
+/* Append a record (code, len, message) at b->len; false if out of room. */
+static bool rbuild_fail(struct rbuild *b, int code, uint32_t index)
+{
+    size_t mlen = b->has_msg ? strnlen(b->message, sizeof b->message - 1) : 0;
+    size_t at = b->len, end = RREC_ALIGN(at + sizeof(struct rrec) + mlen);
+    if (!rbuild_reserve(b, end))
+        return false;
+    struct rrec rec = { code, index, (uint32_t)mlen, 0 };
+    memcpy(b->base + at, &rec, sizeof rec);
+    memcpy(b->base + at + sizeof rec, b->message, mlen);
+    b->len = end;
+    return true;
+}
+
+/* Fixed-size items [0, count) with results at out (the heap), or in the
+ * chunk's result when out is NULL. */
+static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char *in,
+                        size_t isz, size_t count, unsigned char *out, mproc_ctx *ctx)
+{
+    size_t rs = b->result_size, dense = count * rs;
+    if (!out) {
+        if (!rbuild_reserve(b, RREC_ALIGN(dense)))
+            return -ENOMEM;
+        b->len = RREC_ALIGN(dense);
+    }
+    ctx->slot_len = rs;
+    for (size_t i = 0; i < count; i++, in += isz) {
+        unsigned char *slot = (out ? out : b->base) + i * rs; /* base moves as it grows */
+        /* An item that returns nothing reads as zeros. Zeroed here, not
+         * in a pass before the loop: the line is then written once. */
+        switch (rs) {
+        case 4: memset(slot, 0, 4); break;
+        case 8: memset(slot, 0, 8); break;
+        case 16: memset(slot, 0, 16); break;
+        default: memset(slot, 0, rs); break;
+        }
+        ctx->item = i;
+        ctx->slot = slot;
+        b->wrong = false;
+        b->has_msg = false;
+        int code = fn(in, isz, ctx);
+        if (code >= 0 && !b->wrong)
+            continue;
+        if (code >= 0)
+            code = -EMSGSIZE;
+        memset((out ? out : b->base) + i * rs, 0, rs); /* a failed item reads as zeros */
+        if (!rbuild_fail(b, code, (uint32_t)i))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* General-mode items [0, count): one record each. */
+static int remote_general(struct rbuild *b, mproc_task_fn fn, const unsigned char *in,
+                          size_t isz, size_t count, mproc_ctx *ctx)
+{
+    for (size_t i = 0; i < count; i++, in += isz) {
+        b->cur = b->len;
+        b->res_len = 0;
+        b->has_msg = false;
+        if (!rbuild_reserve(b, b->cur + sizeof(struct rrec)))
+            return -ENOMEM;
+        ctx->item = i;
+        int code = fn(in, isz, ctx);
+        if (code > 0)
+            code = 0;
+        struct rrec rec = { code, code < 0 ? 0 : (uint32_t)b->res_len, 0, 0 };
+        size_t mlen = code < 0 && b->has_msg ? strnlen(b->message, sizeof b->message - 1) : 0;
+        size_t end = b->cur + sizeof rec + rec.len;
+        if (!rbuild_reserve(b, RREC_ALIGN(end + mlen)))
+            return -ENOMEM;
+        rec.msg_len = (uint32_t)mlen;
+        memcpy(b->base + b->cur, &rec, sizeof rec);
+        memcpy(b->base + end, b->message, mlen);
+        b->len = RREC_ALIGN(end + mlen);
+    }
+    return 0;
+}
+
+/* The chunk task, run by a worker process on the message of
+ * mproc__map_pack. */
+int mproc__map_remote_chunk(const void *msg, size_t len, mproc_ctx *outer)
 {
     struct rchunk_hdr h;
     if (len < sizeof h)
         return -EPROTO;
-    memcpy(&h, arg, sizeof h);
-    if (h.item_size == 0 || h.count > (len - sizeof h) / h.item_size)
+    memcpy(&h, msg, sizeof h);
+    size_t hsize = 0;
+    unsigned char *heap = mproc__pheap_worker_base(&hsize);
+    if (h.item_size == 0 || h.count > SIZE_MAX / h.item_size ||
+        (h.result_size && h.count > SIZE_MAX / h.result_size))
         return -EPROTO;
+    size_t in_bytes = (size_t)(h.count * h.item_size), out_bytes = (size_t)(h.count * h.result_size);
+    const unsigned char *in = (const unsigned char *)msg + sizeof h;
+    unsigned char *out = NULL;
+    if (h.in_off == RNONE ? in_bytes > len - sizeof h
+                          : !heap || h.in_off > hsize || in_bytes > hsize - h.in_off)
+        return -EPROTO;
+    if (h.in_off != RNONE)
+        in = heap + h.in_off;
+    if (h.out_off != RNONE) {
+        if (!h.result_size || !heap || h.out_off > hsize || out_bytes > hsize - h.out_off)
+            return -EPROTO;
+        out = heap + h.out_off;
+    }
     mproc_task_fn fn;
     void *addr;
     char why[MPROC__FNREF_WHY];
     if (mproc__fnref_decode(h.fn, h.refs != 0, &addr, why, sizeof why) != 0)
         return mproc_fail(outer, MPROC_ENOSYMBOL, "%s", why);
     memcpy(&fn, &addr, sizeof fn);
-    const unsigned char *in = (const unsigned char *)arg + sizeof h;
-    struct rbuild b = { .outer = outer };
+    struct rbuild b = { .outer = outer, .result_size = (size_t)h.result_size };
     struct mproc_ctx ctx = { .ops = &rbuild_ops, .owner = &b, .worker = mproc_ctx_worker(outer) };
-    for (uint64_t i = 0; i < h.count; i++, in += h.item_size) {
-        b.cur = b.len;
-        b.res_len = 0;
-        b.message[0] = '\0';
-        if (!rbuild_reserve(&b, b.cur + sizeof(struct rrec))) {
-            free(b.buf);
-            return -ENOMEM;
-        }
-        int code = fn(in, (size_t)h.item_size, &ctx);
-        struct rrec rec = { code > 0 ? 0 : code, (uint32_t)b.res_len, 0, 0 };
-        size_t mlen = code < 0 ? strlen(b.message) : 0;
-        if (code < 0)
-            rec.len = 0; /* a failed item has no result */
-        size_t end = b.cur + sizeof rec + rec.len;
-        if (!rbuild_reserve(&b, RREC_ALIGN(end + mlen))) {
-            free(b.buf);
-            return -ENOMEM;
-        }
-        rec.msg_len = (uint32_t)mlen;
-        memcpy(b.buf + b.cur, &rec, sizeof rec);
-        memcpy(b.buf + end, b.message, mlen);
-        b.len = RREC_ALIGN(end + mlen);
-    }
-    int rc = mproc_return(outer, b.buf, b.len);
-    free(b.buf);
+    int rc = h.result_size ? remote_fixed(&b, fn, in, (size_t)h.item_size, (size_t)h.count, out, &ctx)
+                           : remote_general(&b, fn, in, (size_t)h.item_size, (size_t)h.count, &ctx);
+    free(b.scratch);
+    if (rc == 0 && b.cap && !mproc_result_buffer(outer, b.len)) /* its final length */
+        rc = -ENOMEM;
     return rc;
 }
 
-/* Parent side: store one unpacked record as item i's outcome. */
+size_t mproc__map_pack_len(const mproc_future *f)
+{
+    const mproc_results *r = f->arg;
+    size_t lo = f->arg_len * r->chunksize, hi = chunk_end(r, lo);
+    return sizeof(struct rchunk_hdr) + (r->in_shared ? 0 : (hi - lo) * r->item_size);
+}
+
+void mproc__map_pack(const mproc_future *f, void *dst)
+{
+    const mproc_results *r = f->arg;
+    size_t lo = f->arg_len * r->chunksize, hi = chunk_end(r, lo);
+    struct rchunk_hdr h = { r->fn_word, r->ex->fn_refs, r->item_size, hi - lo, r->result_size,
+                            r->in_shared ? r->in_off + lo * r->item_size : RNONE,
+                            r->out_shared ? r->out_off + lo * r->result_size : RNONE };
+    memcpy(dst, &h, sizeof h);
+    if (!r->in_shared)
+        memcpy((unsigned char *)dst + sizeof h, r->items + lo * r->item_size,
+               (hi - lo) * r->item_size);
+}
+
+/* Parent side, general mode: store one unpacked record as item i's outcome. */
 static void store_record(mproc_results *r, size_t i, const struct rrec *rec,
                          const unsigned char *bytes, const char *msg)
 {
     int code = rec->code;
-    if (code == 0 && r->result_size && rec->len != r->result_size) {
-        code = -EMSGSIZE;
-        item_message(r, i, "result of %u bytes, but result_size is %zu", rec->len,
-                     r->result_size);
-    }
     if (code == 0) {
-        if (r->result_size) {
-            memcpy(r->data + i * r->result_size, bytes, rec->len);
-        } else {
-            void *p = rec->len ? item_room(r, i, rec->len) : NULL;
-            if (rec->len && !p)
-                code = -ENOMEM;
-            else if (p)
-                memcpy(p, bytes, rec->len);
-        }
+        void *p = rec->len ? item_room(r, i, rec->len) : NULL;
+        if (rec->len && !p)
+            code = -ENOMEM;
+        else if (p)
+            memcpy(p, bytes, rec->len);
     }
     if (code < 0) {
-        if (r->result_size)
-            r->codes[i] = code;
-        else
-            r->slots[i].code = code;
+        r->slots[i].code = code;
         if (rec->msg_len)
             item_message(r, i, "%.*s", (int)rec->msg_len, msg);
         note_failure(r, i);
     }
 }
 
+/* Parent side: unpack chunk [lo, hi)'s result d[0..n); 0 or -EPROTO. */
+static int unpack_chunk(mproc_results *r, size_t lo, size_t hi, const unsigned char *d, size_t n)
+{
+    size_t off = 0, count = hi - lo, rs = r->result_size;
+    if (rs && !r->out_shared) { /* the dense results first */
+        if (n < count * rs)
+            return -EPROTO;
+        memcpy(r->data + lo * rs, d, count * rs);
+        off = RREC_ALIGN(count * rs);
+    }
+    for (size_t i = lo; (rs ? off < n : i < hi);) {
+        struct rrec rec;
+        if (n - off < sizeof rec)
+            return -EPROTO;
+        memcpy(&rec, d + off, sizeof rec);
+        size_t body = sizeof rec + (rs ? 0 : (size_t)rec.len) + rec.msg_len;
+        if (n - off < body || (rs && (rec.len >= count || rec.code >= 0)))
+            return -EPROTO;
+        const char *msg = (const char *)d + off + sizeof rec + (rs ? 0 : rec.len);
+        if (rs) { /* a failed item: its bytes were zeroed by the worker */
+            size_t item = lo + rec.len;
+            r->codes[item] = rec.code;
+            if (rec.msg_len)
+                item_message(r, item, "%.*s", (int)rec.msg_len, msg);
+            note_failure(r, item);
+        } else {
+            store_record(r, i++, &rec, d + off + sizeof rec, msg);
+        }
+        off += RREC_ALIGN(body);
+    }
+    return 0;
+}
+
 static void remote_chunk_finished(mproc_future *f, void *userdata)
 {
     mproc_results *r = userdata;
-    struct rchunk_hdr h;
-    memcpy(&h, f->arg, sizeof h);
-    size_t k = (size_t)h.chunk, lo = k * r->chunksize, hi = chunk_end(r, lo);
-    free((void *)f->arg); /* the chunk's message: read by now */
+    size_t k = f->arg_len, lo = k * r->chunksize, hi = chunk_end(r, lo);
     int code = 0;
     const unsigned char *d = NULL;
     size_t n = 0;
-    if (mproc_future_error(f, &code, NULL) == 0 && code == 0)
+    if (mproc_future_error(f, &code, NULL) == 0 && code == 0) {
         mproc_future_result(f, 0, (const void **)&d, &n);
-    size_t off = 0;
-    for (size_t i = lo; code == 0 && i < hi; i++) {
-        struct rrec rec;
-        if (n - off < sizeof rec) {
-            code = -EPROTO;
-            break;
-        }
-        memcpy(&rec, d + off, sizeof rec);
-        size_t body = sizeof rec + (size_t)rec.len + rec.msg_len;
-        if (n - off < body) {
-            code = -EPROTO;
-            break;
-        }
-        store_record(r, i, &rec, d + off + sizeof rec,
-                     (const char *)d + off + sizeof rec + rec.len);
-        off += RREC_ALIGN(body);
+        code = unpack_chunk(r, lo, hi, d, n);
     }
     account_chunk(r, k, code);
 }
 
-/* Submit chunk k of r as a message; 0 or the submit's error. */
+/* Submit chunk k of r to a remote backend; 0 or the submit's error. */
 static int submit_remote_chunk(mproc_results *r, size_t k)
 {
     size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
     size_t bytes = (hi - lo) * r->item_size;
-    if (bytes > SIZE_MAX - sizeof(struct rchunk_hdr))
+    if (r->in_shared)
+        memcpy(r->in_heap + lo * r->item_size, r->items + lo * r->item_size, bytes);
+    else if (bytes > r->ex->be->max_arg - sizeof(struct rchunk_hdr))
         return -E2BIG;
-    struct rchunk_hdr h = { 0, r->ex->fn_refs, k, r->item_size, hi - lo };
-    void *addr;
-    memcpy(&addr, &r->fn, sizeof addr);
-    /* A function a spawned worker cannot find fails the first chunk, and
-     * with it the map call (cached: a lookup for the other chunks). */
-    int rc = mproc__fnref_encode(addr, h.refs != 0, &h.fn, NULL, 0);
+    mproc_future *cf;
+    int rc = mproc__submit_internal(r->ex, mproc__map_remote_chunk, r, k, &cf);
     if (rc != 0)
         return rc;
-    unsigned char *msg = malloc(sizeof(struct rchunk_hdr) + bytes);
-    if (!msg)
-        return -ENOMEM;
-    memcpy(msg, &h, sizeof h);
-    memcpy(msg + sizeof h, r->items + lo * r->item_size, bytes);
-    mproc_future *cf;
-    rc = mproc_submit(r->ex, remote_chunk, msg, sizeof h + bytes, &cf);
-    if (rc != 0) {
-        free(msg);
-        return rc;
-    }
     mproc_future_add_done_callback(cf, remote_chunk_finished, r); /* first: cannot fail */
     mproc_future_release(cf);
     return 0;
@@ -728,10 +877,20 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
     r->refs = 1;
     size_t nc = r->nchunks ? r->nchunks : 1;
     bool fixed = opts && opts->result_size > 0;
+    struct mproc__pheap *heap = ex->be->heap && n > 0 ? ex->be->heap(ex) : NULL;
+    if (heap) { /* the items go to the pool's shared heap; else in messages */
+        r->in_heap = mproc__pheap_alloc(heap, n * item_size, &r->in_off);
+        r->in_shared = r->in_heap != NULL;
+        r->heap = mproc__pheap_retain(heap);
+    }
     if (fixed) { /* map_start checked n * result_size */
         r->result_size = opts->result_size;
         r->data_bytes = n * r->result_size;
-        r->data = zalloc(r->data_bytes, true);
+        if (r->in_shared)
+            r->data = mproc__pheap_alloc(heap, r->data_bytes, &r->out_off);
+        r->out_shared = r->data != NULL;
+        if (!r->data)
+            r->data = zalloc(r->data_bytes, true);
         if (n <= SIZE_MAX / sizeof *r->codes) {
             r->codes_bytes = n * sizeof *r->codes;
             r->codes = zalloc(r->codes_bytes, false);
@@ -743,7 +902,7 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
     r->chunk_done = calloc(nc, 1);
     r->order = malloc(nc * sizeof *r->order);
     r->done = mproc__future_manual(ex, 1);
-    if (opts && (opts->flags & MPROC_COPY_ARG) && n > 0) {
+    if (opts && (opts->flags & MPROC_COPY_ARG) && n > 0 && !r->in_shared) {
         r->items_copy = malloc(n * item_size);
         if (r->items_copy) {
             memcpy(r->items_copy, items, n * item_size);
@@ -751,7 +910,7 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
         }
     }
     if ((fixed ? !r->data || !r->codes : !r->slots) || !r->chunk_done || !r->order || !r->done ||
-        (opts && (opts->flags & MPROC_COPY_ARG) && n > 0 && !r->items_copy)) {
+        (opts && (opts->flags & MPROC_COPY_ARG) && n > 0 && !r->in_shared && !r->items_copy)) {
         results_free(r);
         return NULL;
     }
@@ -767,9 +926,18 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
     if (!ex || !fn || !out || (n > 0 && (!items || item_size == 0)) ||
         (n > 0 && item_size > SIZE_MAX / n) || (n > 0 && rs > SIZE_MAX / n))
         return -EINVAL;
+    uint64_t fn_word = 0;
+    if (ex->be->remote && n > 0) { /* one that a spawned worker cannot find fails the call */
+        void *addr;
+        memcpy(&addr, &fn, sizeof addr);
+        int rc = mproc__fnref_encode(addr, ex->fn_refs, &fn_word, NULL, 0);
+        if (rc != 0)
+            return rc;
+    }
     mproc_results *r = results_new(ex, fn, items, item_size, n, opts);
     if (!r)
         return -ENOMEM;
+    r->fn_word = fn_word;
     r->remaining = r->nchunks;
     if (r->nchunks == 0) {
         mproc__future_complete(r->done, 0);
@@ -780,7 +948,7 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
     for (size_t k = 0; k < r->nchunks; k++) {
         mproc_future *cf = NULL;
         int rc = ex->be->remote ? submit_remote_chunk(r, k)
-                                : mproc_submit(ex, run_chunk, r, k, &cf);
+                                : mproc__submit_internal(ex, run_chunk, r, k, &cf);
         if (rc != 0) {
             if (k == 0) { /* nothing started: a plain call error */
                 r->refs = 1;

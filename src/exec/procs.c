@@ -77,16 +77,27 @@
  * worker idles. max_tasks_per_child counts tasks placed: after the last
  * one a process gets `quit`, which it obeys once its ring is drained.
  *
- * Sleeping. A worker with nothing to take spins with back-off, then sets
- * `wsleep` and sleeps on `tailw`, which the dispatcher bumps after
- * publishing (and wakes it if wsleep). The dispatcher, with nothing to
- * do, spins briefly (if work came recently), then sets `pwake` in every
- * busy mailbox and `sleeping` for submitters, looks once more and polls
- * the eventfd and every worker's end-of-process descriptor; a worker
- * storing DONE, or a submitter, writes the eventfd only if it swaps
- * pwake / sleeping from 1 to 0. Each pair is a Dekker handshake (the
- * store of one flag and the load of the other are seq_cst). While busy,
- * the dispatcher polls for ended workers every millisecond.
+ * Sleeping. A worker with nothing to take spins a few times with
+ * back-off (sync's mproc_backoff), then polls for up to WORKER_SPIN_NS
+ * yielding the CPU between looks -- on a small machine the dispatcher and
+ * the submitters need that CPU more than a spinning worker does; pure
+ * spinning measured 2-3x slower with 2 cores -- then sets `wsleep` and
+ * sleeps on `tailw`, which the dispatcher bumps after publishing (and
+ * wakes it if wsleep). The dispatcher, with nothing to do, polls the
+ * same way for DISPATCH_SPIN_NS if its last sleep was short (work comes
+ * often), then sets `pwake` in every busy mailbox and `sleeping` for
+ * submitters, looks once more and polls the eventfd and every worker's
+ * end-of-process descriptor; a worker storing DONE, or a submitter,
+ * writes the eventfd only if it swaps pwake / sleeping from 1 to 0. Each
+ * pair is a Dekker handshake (the store of one flag and the load of the
+ * other are seq_cst). While busy, the dispatcher polls for ended workers
+ * every millisecond.
+ *
+ * Maps. The pool has a heap shared with every worker (pheap.c, handed
+ * over at start as a third descriptor): map copies a chunk's items there
+ * and the worker writes fixed-size results there in place, so a chunk's
+ * message is a small header that place() has map.c write straight into
+ * the slot (mproc__map_pack), and nothing comes back but failures.
  *
  * Cancelling. A canceller looks for the future in every ring and
  * withdraws it (it then ends cancelled in the canceller's thread, which
@@ -146,12 +157,15 @@
 #define HDR_SIZE ((size_t)16 << 10)     /* struct mailbox, page-rounded */
 #define MAILBOX_SIZE (HDR_SIZE + RING * SLOT_DATA + BIG_SIZE)
 #define ARG_MAX_BYTES ((size_t)32 << 20)
+#define HEAP_SIZE ((size_t)256 << 20)   /* the pool's shared heap (pheap.c), sparse */
 #define MAX_PROC_WORKERS 1024
 #define KILL_GRACE_NS 200000000 /* SIGTERM, then SIGKILL this much later */
 #define POLL_MAX_MS 100
 #define BUSY_POLL_NS 1000000    /* while busy, look for ended workers this often */
-#define DISPATCH_SPIN_NS 30000  /* the dispatcher spins this long before sleeping */
-#define WORKER_SPIN_NS 30000    /* a worker spins this long before sleeping */
+/* How long each side polls (yielding the CPU) before it sleeps: a
+ * sleeping thread's wake-up costs ~30 us on a small VM. */
+#define DISPATCH_SPIN_NS 50000
+#define WORKER_SPIN_NS 50000
 /* Workers whose initializer fails or crashes are started again after
  * 10, 20, 40 ms; the fourth failure in a row breaks the executor. */
 #define INIT_RETRIES 3
@@ -260,6 +274,7 @@ struct ppool {
     uint64_t r_died, r_timeout, r_recycled, r_init, r_memory;
     uint64_t pending_n;     /* not placed yet: pending, mine, redo (atomic) */
     char broken_why[F_MESSAGE_MAX];
+    struct mproc__pheap *heap; /* shared with the workers: map items and results */
     int evfd;
     pthread_t dispatcher;
     bool dispatcher_started;
@@ -442,11 +457,14 @@ static bool published(const struct slot *s, uint64_t idx)
 }
 
 /* Wait until slot s is published for index idx (true) or the parent
- * says quit with nothing left to take (false). */
+ * says quit with nothing left to take (false). First a few short spins
+ * (the dispatcher may be placing right now), then polls that yield the
+ * CPU (on a small machine the dispatcher and the submitters need it more
+ * than a spinning worker does), then sleep. */
 static bool worker_wait(struct mailbox *mb, const struct slot *s, uint64_t idx)
 {
     mproc_backoff b;
-    mproc_backoff_init(&b, 100, 5000);
+    mproc_backoff_init(&b, 100, 800);
     int64_t spin_until = mproc__now() + WORKER_SPIN_NS;
     for (;;) {
         if (published(s, idx))
@@ -454,8 +472,12 @@ static bool worker_wait(struct mailbox *mb, const struct slot *s, uint64_t idx)
         /* quit comes after the last publish: seen it, see the publish. */
         if (mproc__load_acquire(&mb->quit))
             return published(s, idx);
-        if (mproc__now() < spin_until) {
+        if (mproc_backoff_attempts(&b) < 4) {
             mproc_backoff_wait(&b);
+            continue;
+        }
+        if (mproc__now() < spin_until) {
+            sched_yield();
             continue;
         }
         /* Dekker with the dispatcher's publish: it bumps tailw (seq_cst)
@@ -478,7 +500,8 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
     const struct worker_arg *wa = arg;
     mproc__shmap map;
     int evfd = mproc__process_fd(1);
-    if (mproc__process_fd(0) < 0 || evfd < 0 || mproc__shmap_attach(&map, mproc__process_fd(0)) != 0)
+    if (mproc__process_fd(0) < 0 || evfd < 0 || mproc__shmap_attach(&map, mproc__process_fd(0)) != 0 ||
+        mproc__process_fd(2) < 0 || mproc__pheap_worker_attach(mproc__process_fd(2)) != 0)
         return -EBADF;
     struct mailbox *mb = map.addr;
     unsigned char *regions = (unsigned char *)map.addr + HDR_SIZE;
@@ -799,8 +822,8 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     free(wa);
     if (rc != 0)
         return rc;
-    int fds[2] = { w->map.fd, pp->evfd };
-    if ((rc = mproc__process_set_fds(p, fds, 2)) == 0 && (rc = mproc_process_start(p)) == 0) {
+    int fds[3] = { w->map.fd, pp->evfd, mproc__pheap_fd(pp->heap) };
+    if ((rc = mproc__process_set_fds(p, fds, 3)) == 0 && (rc = mproc_process_start(p)) == 0) {
         w->proc = p;
         return 0;
     }
@@ -937,8 +960,16 @@ static bool can_take(const struct ppool *pp, const struct pworker *w, size_t len
            (w->head == w->tail && mproc__load_relaxed(&w->mb->big) == 0);
 }
 
-/* Put claimed task f into w's ring (can_take said yes). */
-static void place(struct ppool *pp, struct pworker *w, mproc_future *f, uint64_t fn)
+/* The bytes of f's argument as its worker gets it: a map chunk's
+ * message (map.c) or the submitted bytes. */
+static size_t arg_bytes(const mproc_future *f)
+{
+    return f->fn == mproc__map_remote_chunk ? mproc__map_pack_len(f) : f->arg_len;
+}
+
+/* Put claimed task f of `len` argument bytes into w's ring (can_take
+ * said yes). */
+static void place(struct ppool *pp, struct pworker *w, mproc_future *f, uint64_t fn, size_t len)
 {
     struct mailbox *mb = w->mb;
     uint64_t idx = w->tail;
@@ -947,11 +978,14 @@ static void place(struct ppool *pp, struct pworker *w, mproc_future *f, uint64_t
     int64_t limit = mproc__future_timeout(f);
     if (limit == 0)
         limit = pp->task_timeout_ms;
-    bool big = f->arg_len > SLOT_DATA;
-    if (f->arg_len > 0)
-        memcpy(big ? w->big : w->regions + (size_t)pos * SLOT_DATA, f->arg, f->arg_len);
+    bool big = len > SLOT_DATA;
+    unsigned char *dst = big ? w->big : w->regions + (size_t)pos * SLOT_DATA;
+    if (f->fn == mproc__map_remote_chunk)
+        mproc__map_pack(f, dst); /* straight into the worker's memory */
+    else if (len > 0)
+        memcpy(dst, f->arg, len);
     s->fn = fn;
-    s->arg_len = f->arg_len;
+    s->arg_len = len;
     s->res_len = 0;
     s->limit_ms = limit > 0 ? limit : 0;
     s->start_ns = 0;
@@ -1020,9 +1054,20 @@ static void wake_workers(struct ppool *pp)
     }
 }
 
-/* An idle worker gets half of the QUEUED tasks of the busiest ring:
- * they are taken back into `redo`; returns that worker, or NULL if
- * there is nothing to move (dispatcher only). */
+/* The TAKEN slot at w's head, or 0 (index 0 is never used). */
+static uint64_t running_slot(const struct pworker *w)
+{
+    if (w->head == w->tail)
+        return 0;
+    uint64_t st = mproc__load_acquire(&w->mb->slots[w->head % RING].state);
+    return ST_KIND(st) == S_TAKEN ? w->head : 0;
+}
+
+/* An idle worker gets half of the QUEUED tasks queued behind a running
+ * one in the busiest ring: they are taken back into `redo`; returns that
+ * worker, or NULL if there is nothing to move (dispatcher only). Only
+ * tasks behind a running one: a worker that has not yet taken its first
+ * slot is just waking up, and would become idle itself. */
 static struct pworker *rebalance(struct ppool *pp)
 {
     unsigned n = pp->base.nworkers;
@@ -1033,19 +1078,24 @@ static struct pworker *rebalance(struct ppool *pp)
     if (!idle)
         return NULL;
     unsigned most = 0;
+    uint64_t after = 0;
     for (unsigned i = 0; i < n; i++) {
         struct pworker *w = &pp->w[i];
+        uint64_t run = running_slot(w);
+        if (!run)
+            continue;
         unsigned queued = 0;
-        for (uint64_t idx = w->head; idx != w->tail; idx++)
+        for (uint64_t idx = run + 1; idx != w->tail; idx++)
             queued += ST_KIND(mproc__load_relaxed(&w->mb->slots[idx % RING].state)) == S_QUEUED;
         if (queued > most) {
             most = queued;
             busiest = w;
+            after = run;
         }
     }
     if (!busiest || !token_take(pp, idle))
         return NULL;
-    if (take_back(pp, busiest, busiest->head - 1, (most + 1) / 2) == 0) {
+    if (take_back(pp, busiest, after, (most + 1) / 2) == 0) {
         token_give(idle);
         return NULL;
     }
@@ -1085,12 +1135,13 @@ static bool place_all(struct ppool *pp)
             continue;
         }
         struct pworker *w = NULL;
+        size_t len = arg_bytes(f);
         if (only) {
-            w = can_take(pp, only, f->arg_len) ? only : NULL;
+            w = can_take(pp, only, len) ? only : NULL;
         } else {
             for (unsigned k = 0; k < n && !w; k++) {
                 struct pworker *c = &pp->w[(pp->rr + k) % n];
-                if (can_take(pp, c, f->arg_len) && (c->head != c->tail || token_take(pp, c)))
+                if (can_take(pp, c, len) && (c->head != c->tail || token_take(pp, c)))
                     w = c;
             }
         }
@@ -1100,7 +1151,7 @@ static bool place_all(struct ppool *pp)
         }
         pp->rr = (unsigned)(w - pp->w + 1) % n;
         pp->init_failures = 0; /* a worker started fine */
-        place(pp, w, f, fn);
+        place(pp, w, f, fn, len);
         any = true;
     }
     /* shutdown(cancel_futures) came while we placed: what we placed must
@@ -1133,15 +1184,6 @@ static void stop_task(struct ppool *pp, struct pworker *w, uint64_t idx, bool ti
         w->kill_at = INT64_MAX;
         mproc_process_kill(w->proc);
     }
-}
-
-/* The TAKEN slot at w's head, or 0 (index 0 is never used). */
-static uint64_t running_slot(const struct pworker *w)
-{
-    if (w->head == w->tail)
-        return 0;
-    uint64_t st = mproc__load_acquire(&w->mb->slots[w->head % RING].state);
-    return ST_KIND(st) == S_TAKEN ? w->head : 0;
 }
 
 /* Pass cancel requests on to w's running task, stop it past its
@@ -1422,7 +1464,7 @@ static void *dispatcher_main(void *arg)
         if (idle_since == 0)
             idle_since = now;
         if (now - idle_since < spin_ns) { /* work is likely to come soon */
-            if (++spins % 64 == 0)
+            if (++spins % 8 == 0)
                 sched_yield(); /* a worker we wait for may share our CPU */
             else
                 mproc__cpu_relax();
@@ -1521,6 +1563,7 @@ static void free_ppool(struct ppool *pp)
     for (unsigned i = 0; pp->w && i < pp->base.nworkers; i++)
         mproc__shmap_destroy(&pp->w[i].map);
     free(pp->w);
+    mproc__pheap_release(pp->heap); /* results may keep it a while */
     if (pp->evfd >= 0)
         close(pp->evfd);
     free(pp);
@@ -1555,6 +1598,8 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     int rc = pp->evfd >= 0 ? 0 : -errno;
     if (rc == 0 && pp->jobserver) /* before the fork server copies the environment */
         rc = mproc__jobserver_init();
+    if (rc == 0)
+        rc = mproc__pheap_create(&pp->heap, HEAP_SIZE);
     if (rc == 0 && pp->start == MPROC_START_FORKSERVER)
         rc = mproc_forkserver_start();
     if (rc == 0) {
@@ -1613,6 +1658,11 @@ static void procs_stats(const mproc_executor *ex, mproc_executor_counters *out)
                     out->restarts_init + out->restarts_memory;
 }
 
+static struct mproc__pheap *procs_heap(mproc_executor *ex)
+{
+    return ppool_of(ex)->heap;
+}
+
 static void procs_info(const mproc_executor *ex, mproc_executor_details *out)
 {
     const struct ppool *pp = (const struct ppool *)ex;
@@ -1629,6 +1679,7 @@ const struct mproc__backend mproc__process_backend = {
     .kind = MPROC_PROCESSES,
     .stats = procs_stats,
     .info = procs_info,
+    .heap = procs_heap,
     .cancel_running = procs_cancel_running,
     .max_arg = ARG_MAX_BYTES,
     .deadlines = true,
