@@ -816,13 +816,44 @@ static void remote_chunk_finished(mproc_future *f, void *userdata)
     account_chunk(r, k, code);
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+/* Copy items into the heap, bypassing our cache when large: a worker on
+ * another core reads them next, from memory rather than from our cache. */
+static void copy_out(unsigned char *dst, const unsigned char *src, size_t n)
+{
+#if defined(__SSE2__)
+    if (n >= ((size_t)64 << 10)) {
+        while (((uintptr_t)dst & 15) && n) {
+            *dst++ = *src++;
+            n--;
+        }
+        size_t k = n / 64;
+        for (size_t i = 0; i < k; i++, dst += 64, src += 64) {
+            __m128i a = _mm_loadu_si128((const __m128i *)src);
+            __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+            __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+            __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+            _mm_stream_si128((__m128i *)dst, a);
+            _mm_stream_si128((__m128i *)(dst + 16), b);
+            _mm_stream_si128((__m128i *)(dst + 32), c);
+            _mm_stream_si128((__m128i *)(dst + 48), d);
+        }
+        _mm_sfence();
+        n -= k * 64;
+    }
+#endif
+    memcpy(dst, src, n);
+}
+
 /* Submit chunk k of r to a remote backend; 0 or the submit's error. */
 static int submit_remote_chunk(mproc_results *r, size_t k)
 {
     size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
     size_t bytes = (hi - lo) * r->item_size;
     if (r->in_shared)
-        memcpy(r->in_heap + lo * r->item_size, r->items + lo * r->item_size, bytes);
+        copy_out(r->in_heap + lo * r->item_size, r->items + lo * r->item_size, bytes);
     else if (bytes > r->ex->be->max_arg - sizeof(struct rchunk_hdr))
         return -E2BIG;
     mproc_future *cf;
