@@ -70,12 +70,15 @@
  * is replaced.
  *
  * Placement. Submitters append to a pending list under a mutex; the
- * dispatcher takes the whole list at once and places tasks round robin
- * into rings with fewer than DEPTH tasks in flight. A worker with an
- * empty ring takes back half of the QUEUED slots of the busiest one, so a
- * long task does not hold up the tasks queued behind it while another
- * worker idles. max_tasks_per_child counts tasks placed: after the last
- * one a process gets `quit`, which it obeys once its ring is drained.
+ * dispatcher takes the whole list at once and places each task into an
+ * idle worker's ring if there is one, else round robin into rings with
+ * fewer than DEPTH tasks in flight. Before that, a worker with an empty
+ * ring gets the older half of the QUEUED slots behind the running task of
+ * the busiest ring (taken back and placed again), so a long task does not
+ * hold up the tasks queued behind it while another worker idles, and
+ * tasks start roughly in the order they came. max_tasks_per_child counts
+ * tasks placed: after the last one a process gets `quit`, which it obeys
+ * once its ring is drained.
  *
  * Sleeping. A worker with nothing to take spins a few times with
  * back-off (sync's mproc_backoff), then polls for up to WORKER_SPIN_NS
@@ -112,9 +115,9 @@
  *
  * Functions (workers/fnref.h) travel as words: their addresses for fork
  * and forkserver workers, (object, offset) references for spawned ones.
- * place() encodes a task's function (a task whose function a spawned
- * worker cannot find fails there, with MPROC_ENOSYMBOL); the worker
- * decodes it.
+ * The dispatcher encodes a task's function as it places it (a task whose
+ * function a spawned worker cannot find fails there, with
+ * MPROC_ENOSYMBOL); the worker decodes it.
  *
  * MPROC_JOBSERVER (exec/jobserver.h). A worker with tasks in its ring
  * holds one token of the shared pool: the dispatcher takes it before
@@ -186,7 +189,7 @@ enum { S_QUEUED = 1, S_TAKEN = 2, S_DONE = 3, S_WITHDRAWN = 4 };
 
 struct slot {
     uint64_t state;   /* ST(index, kind); see the top of the file */
-    uint64_t fn;      /* the task's address in the workers' image */
+    uint64_t fn;      /* the task: its address, or a reference (spawn; workers/fnref.h) */
     uint64_t arg_len;
     uint64_t res_len;
     int64_t limit_ms; /* the task's deadline, 0: none */
@@ -743,27 +746,41 @@ static void withdraw_all_cancelled(struct ppool *pp)
     }
 }
 
-/* Withdraw w's QUEUED tasks with index > after, newest first, up to max
- * of them, and put them at the front of `redo` in their order
- * (dispatcher only). Returns how many. */
-static unsigned take_back(struct ppool *pp, struct pworker *w, uint64_t after, unsigned max)
+/* Withdraw up to max of w's QUEUED tasks with index > after and put them
+ * at the front of `redo`, in their order (dispatcher only). Newest first
+ * (`oldest` false: stopping a worker takes them all), or oldest first,
+ * stopping where the worker has got to (moving tasks to an idle worker:
+ * those have waited longest). Returns how many. */
+static unsigned take_back(struct ppool *pp, struct pworker *w, uint64_t after, unsigned max,
+                          bool oldest)
 {
     mproc_future *h = NULL, *t = NULL;
     unsigned n = 0;
-    for (uint64_t idx = w->tail; idx-- > after + 1 && idx >= w->head && n < max;) {
+    uint64_t first = after + 1 > w->head ? after + 1 : w->head;
+    for (uint64_t k = 0; first + k < w->tail && n < max; k++) {
+        uint64_t idx = oldest ? first + k : w->tail - 1 - k;
         unsigned pos = (unsigned)(idx % RING);
         uint64_t st = mproc__load_acquire(&w->mb->slots[pos].state);
         mproc_future *f = ST_KIND(st) == S_QUEUED ? withdraw(w, pos, &st) : NULL;
         if (!f) {
             if (ST_KIND(st) == S_TAKEN || ST_KIND(st) == S_DONE)
-                break; /* the worker got here: it has taken all before too */
+                break; /* the worker got here: newest first, it has all before */
             continue;  /* a canceller withdrew it */
         }
         __atomic_store_n(&w->fut[pos], NULL, __ATOMIC_RELEASE);
-        f->u.next = h;
-        h = f;
-        if (!t)
+        if (oldest) { /* append */
+            f->u.next = NULL;
+            if (t)
+                t->u.next = f;
+            else
+                h = f;
             t = f;
+        } else { /* prepend */
+            f->u.next = h;
+            h = f;
+            if (!t)
+                t = f;
+        }
         n++;
     }
     if (h) {
@@ -1063,12 +1080,13 @@ static uint64_t running_slot(const struct pworker *w)
     return ST_KIND(st) == S_TAKEN ? w->head : 0;
 }
 
-/* An idle worker gets half of the QUEUED tasks queued behind a running
- * one in the busiest ring: they are taken back into `redo`; returns that
- * worker, or NULL if there is nothing to move (dispatcher only). Only
- * tasks behind a running one: a worker that has not yet taken its first
- * slot is just waking up, and would become idle itself. */
-static struct pworker *rebalance(struct ppool *pp)
+/* An idle worker gets the older half of the tasks queued behind a running
+ * one in the busiest ring: they are taken back to the front of `redo`;
+ * returns that worker (holding a jobserver token if needed) and their
+ * number in *moved, or NULL (dispatcher only). Only tasks behind a
+ * running one: a worker that has not taken its first slot yet is just
+ * waking up. The oldest ones: tasks start roughly in submission order. */
+static struct pworker *rebalance(struct ppool *pp, unsigned *moved)
 {
     unsigned n = pp->base.nworkers;
     struct pworker *idle = NULL, *busiest = NULL;
@@ -1095,25 +1113,38 @@ static struct pworker *rebalance(struct ppool *pp)
     }
     if (!busiest || !token_take(pp, idle))
         return NULL;
-    if (take_back(pp, busiest, after, (most + 1) / 2) == 0) {
+    if ((*moved = take_back(pp, busiest, after, (most + 1) / 2, true)) == 0) {
         token_give(idle);
         return NULL;
     }
     return idle;
 }
 
-/* Place queued tasks round robin (tasks moved by rebalance go to the
- * idle worker); true if any was placed (dispatcher only). */
-static bool place_all(struct ppool *pp)
+/* The worker for a task of `len` argument bytes: an idle one first (the
+ * task starts at once, and tasks start in the order they came), else the
+ * next busy one with room in its ring, round robin; NULL if none. */
+static struct pworker *pick(struct ppool *pp, size_t len)
 {
     unsigned n = pp->base.nworkers;
-    bool any = false;
-    struct pworker *only = NULL;
-    pp->token_wait = false;
-    take_pending(pp);
-    for (;;) {
-        if (!pp->redo_head && !pp->mine_head && (only || !(only = rebalance(pp))))
-            break;
+    for (unsigned k = 0; k < n; k++) {
+        struct pworker *c = &pp->w[(pp->rr + k) % n];
+        if (c->head == c->tail && can_take(pp, c, len) && token_take(pp, c))
+            return c;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        struct pworker *c = &pp->w[(pp->rr + k) % n];
+        if (c->head != c->tail && can_take(pp, c, len))
+            return c;
+    }
+    return NULL;
+}
+
+/* Place up to max queued tasks: into `to`, or where pick() says. Returns
+ * how many (dispatcher only). */
+static unsigned place_some(struct ppool *pp, struct pworker *to, unsigned max)
+{
+    unsigned placed = 0;
+    while (placed < max) {
         mproc_future *f = next_task(pp);
         if (!f)
             break;
@@ -1134,32 +1165,38 @@ static bool place_all(struct ppool *pp)
             mproc_future_release(f); /* the scheduler's reference */
             continue;
         }
-        struct pworker *w = NULL;
         size_t len = arg_bytes(f);
-        if (only) {
-            w = can_take(pp, only, len) ? only : NULL;
-        } else {
-            for (unsigned k = 0; k < n && !w; k++) {
-                struct pworker *c = &pp->w[(pp->rr + k) % n];
-                if (can_take(pp, c, len) && (c->head != c->tail || token_take(pp, c)))
-                    w = c;
-            }
-        }
+        struct pworker *w = to ? (can_take(pp, to, len) ? to : NULL) : pick(pp, len);
         if (!w) {
             unget_task(pp, f);
             break;
         }
-        pp->rr = (unsigned)(w - pp->w + 1) % n;
+        pp->rr = (unsigned)(w - pp->w + 1) % pp->base.nworkers;
         pp->init_failures = 0; /* a worker started fine */
         place(pp, w, f, fn, len);
-        any = true;
+        placed++;
     }
+    return placed;
+}
+
+/* Place what waits: first tasks queued behind running ones move to idle
+ * workers (they have waited longest), then the queue's tasks. True if any
+ * was placed (dispatcher only). */
+static bool place_all(struct ppool *pp)
+{
+    pp->token_wait = false;
+    take_pending(pp);
+    unsigned any = 0, moved = 0;
+    struct pworker *idle;
+    for (unsigned k = 0; k < pp->base.nworkers && (idle = rebalance(pp, &moved)); k++)
+        any += place_some(pp, idle, moved);
+    any += place_some(pp, NULL, UINT32_MAX);
     /* shutdown(cancel_futures) came while we placed: what we placed must
      * not start (see withdraw_all_cancelled). */
     if (any && __atomic_load_n(&pp->base.cancelling, __ATOMIC_SEQ_CST))
         withdraw_all_cancelled(pp);
     wake_workers(pp);
-    return any;
+    return any > 0;
 }
 
 /* ---- deaths, deadlines, cancels ------------------------------------------------ */
@@ -1169,7 +1206,7 @@ static bool place_all(struct ppool *pp)
 static void stop_task(struct ppool *pp, struct pworker *w, uint64_t idx, bool timeout,
                       int64_t limit)
 {
-    take_back(pp, w, idx, RING);
+    take_back(pp, w, idx, RING, false);
     uint64_t st = mproc__load_acquire(&w->mb->slots[idx % RING].state);
     if (st != ST(idx, S_TAKEN))
         return; /* it finished meanwhile: nothing to stop */
@@ -1262,7 +1299,7 @@ static void worker_died(struct ppool *pp, struct pworker *w)
     uint64_t running = running_slot(w);
     if (running)
         fail_running(pp, w, running, pid, exitcode);
-    take_back(pp, w, running ? running : w->head - 1, RING);
+    take_back(pp, w, running ? running : w->head - 1, RING, false);
     /* What is left was withdrawn by cancellers, or is the slot failed
      * above: pass it all. */
     for (; w->head != w->tail; w->head++)
