@@ -408,3 +408,46 @@ TEST_T(map_cancelled_by_shutdown_with_chunks_in_rings, 60)
     mproc_results_destroy(r);
     mproc_executor_destroy(ex);
 }
+
+/* Even items attach a message and then succeed; odd ones fail with no
+ * message of their own. */
+static int message_then_success(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    if (x % 2)
+        return -EIO;
+    mproc_fail(ctx, -EDOM, "stale %lld", (long long)x);
+    return mproc_return(ctx, &x, sizeof x);
+}
+
+/* Regression: an item's failure never carries the message an earlier
+ * item of its chunk attached before succeeding. */
+TEST(no_message_leaks_from_one_item_to_the_next)
+{
+    mproc_executor *ex = make(1);
+    enum { N = 100 };
+    int64_t in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    mproc_results *r;
+    CHECK_RC(mproc_map(ex, message_then_success, in, sizeof in[0], N,
+                       &(mproc_map_opts){ .chunksize = N, .result_size = 8 }, &r),
+             -EIO);
+    for (int i = 0; i < N; i++) {
+        mproc_item it;
+        int rc = mproc_results_get(r, (size_t)i, &it);
+        if (i % 2) {
+            CHECK_RC(rc, -EIO);
+            CHECK_MSG(it.message[0] == '\0', "item %d: '%s'", i, it.message);
+        } else {
+            CHECK_OK(rc);
+            int64_t v;
+            memcpy(&v, it.data, sizeof v);
+            CHECK_EQ(v, (int64_t)i);
+        }
+    }
+    mproc_results_destroy(r);
+    mproc_executor_destroy(ex);
+}

@@ -634,6 +634,7 @@ static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char 
         b->len = RREC_ALIGN(dense);
     }
     ctx->slot_len = rs;
+    b->wrong = b->has_msg = false;
     for (size_t i = 0; i < count; i++, in += isz) {
         unsigned char *slot = (out ? out : b->base) + i * rs; /* base moves as it grows */
         /* An item that returns nothing reads as zeros. Zeroed here, not
@@ -644,18 +645,21 @@ static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char 
         case 16: memset(slot, 0, 16); break;
         default: memset(slot, 0, rs); break;
         }
-        ctx->item = i;
         ctx->slot = slot;
-        b->wrong = false;
-        b->has_msg = false;
         int code = fn(in, isz, ctx);
-        if (code >= 0 && !b->wrong)
+        /* The flags are reset only when set: an item costs its call. */
+        if (__builtin_expect(code >= 0 && !b->wrong && !b->has_msg, 1))
             continue;
+        if (code >= 0 && !b->wrong) { /* a message, but it succeeded */
+            b->has_msg = false;
+            continue;
+        }
         if (code >= 0)
             code = -EMSGSIZE;
         memset((out ? out : b->base) + i * rs, 0, rs); /* a failed item reads as zeros */
         if (!rbuild_fail(b, code, (uint32_t)i))
             return -ENOMEM;
+        b->wrong = b->has_msg = false;
     }
     return 0;
 }
