@@ -680,6 +680,21 @@ static int whoami(const void *arg, size_t len, mproc_ctx *ctx)
     return mproc_return(ctx, &v, sizeof v);
 }
 
+/* Submit n whoami tasks to ex, all at once, and store each one's worker
+ * pid in pid[0..n). */
+static void pids_of_tasks(mproc_executor *ex, int n, int64_t *pid)
+{
+    mproc_future **f = calloc((size_t)n, sizeof *f);
+    CHECK(f != NULL);
+    for (int i = 0; i < n; i++)
+        CHECK_OK(mproc_submit(ex, whoami, NULL, 0, &f[i]));
+    for (int i = 0; i < n; i++) {
+        pid[i] = result_i64(f[i]);
+        mproc_future_release(f[i]);
+    }
+    free(f);
+}
+
 TEST(max_tasks_per_child_recycles_workers)
 {
     setup();
@@ -688,14 +703,8 @@ TEST(max_tasks_per_child_recycles_workers)
                                                                .workers = 1,
                                                                .max_tasks_per_child = 3 }));
     enum { N = 12 };
-    mproc_future *f[N];
-    for (int i = 0; i < N; i++)
-        CHECK_OK(mproc_submit(ex, whoami, NULL, 0, &f[i]));
     int64_t pid[N];
-    for (int i = 0; i < N; i++) {
-        pid[i] = result_i64(f[i]);
-        mproc_future_release(f[i]);
-    }
+    pids_of_tasks(ex, N, pid);
     /* Three tasks per process, one process at a time: 4 distinct pids. */
     for (int i = 0; i < N; i++) {
         CHECK_EQ(pid[i] == pid[i - i % 3], 1);
@@ -1229,14 +1238,8 @@ TEST(max_tasks_per_child_with_full_rings)
                                                                .workers = 2,
                                                                .max_tasks_per_child = 5 }));
     enum { N = 200 };
-    mproc_future *f[N];
-    for (int i = 0; i < N; i++)
-        CHECK_OK(mproc_submit(ex, whoami, NULL, 0, &f[i]));
     int64_t pid[N];
-    for (int i = 0; i < N; i++) {
-        pid[i] = result_i64(f[i]);
-        mproc_future_release(f[i]);
-    }
+    pids_of_tasks(ex, N, pid);
     for (int i = 0; i < N; i++) {
         int same = 0;
         for (int k = 0; k < N; k++)
