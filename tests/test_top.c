@@ -658,7 +658,7 @@ TEST(ps_tree_shows_child_under_test)
     /* The whole tree: the kid comes after the test, one level deeper,
      * before anything that is not below the test. */
     json *all = MPROC_JSON("ps", "--json", "--no-cpu", "--tree");
-    size_t at_me, at_kid;
+    size_t at_me = 0, at_kid = 0;
     CHECK(jproc(all, getpid(), &at_me) != NULL);
     CHECK(jproc(all, k.pid, &at_kid) != NULL);
     double depth = json_num(all->items[at_me], "depth");
