@@ -49,12 +49,20 @@ struct mproc__waiter {
     struct mproc__waiter *next, *prev; /* in one future's list */
 };
 
+/* Gives back a result that a future borrowed (mproc__future_resolve_shared). */
+typedef void (*mproc__result_drop)(void *owner, uint64_t cookie);
+
 /* What few futures need: a failure message, more than one callback. */
 struct mproc__future_rare {
     char *message;             /* from mproc_fail, or NULL */
     struct mproc__cb *cb_more; /* callbacks after the first, cb_cap slots */
     unsigned cb_cap;
     int64_t timeout_ms;        /* the task's own deadline (submit opts), 0: none given */
+    /* A result that lives in memory someone else owns (u.heap points
+     * there): drop(owner, cookie) hands it back when the future lets go. */
+    mproc__result_drop drop;
+    void *drop_owner;
+    uint64_t drop_cookie;
 };
 
 /* Two cache lines (checked below); freed ones are recycled (pool.c). */
@@ -108,6 +116,13 @@ bool mproc__future_claim(mproc_future *f);
  * message (may be NULL or ""). */
 void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t len,
                            const char *message);
+/* Finish a claimed future successfully with a result of len bytes at
+ * data that it does not copy: data stays valid until drop(owner,
+ * cookie), which the future calls once when it is freed. len must exceed
+ * F_INLINE_RESULT. False (f untouched, drop not called) when out of
+ * memory: then resolve with a copy. */
+bool mproc__future_resolve_shared(mproc_future *f, const void *data, size_t len,
+                                  mproc__result_drop drop, void *owner, uint64_t cookie);
 /* End a claimed (RUNNING) future as cancelled: its task was stopped. */
 void mproc__future_resolve_cancelled(mproc_future *f);
 /* Cancel a PENDING future from the scheduler side; true if it was. */

@@ -69,10 +69,23 @@ mproc_future *mproc__future_new(mproc_executor *ex, mproc_task_fn fn, const void
     return f;
 }
 
+/* Let go of f's result: free our copy, or give a borrowed one back. */
+static void drop_result(mproc_future *f)
+{
+    struct mproc__future_rare *r = f->rare;
+    if (r && r->drop) {
+        mproc__result_drop drop = r->drop;
+        r->drop = NULL;
+        drop(r->drop_owner, r->drop_cookie);
+    } else if (f->len > F_INLINE_RESULT) {
+        free(f->u.heap);
+    }
+    f->len = 0;
+}
+
 static void future_free(mproc_future *f)
 {
-    if (f->len > F_INLINE_RESULT)
-        free(f->u.heap);
+    drop_result(f);
     if (f->owns_arg)
         free((void *)f->arg);
     if (f->rare) {
@@ -217,6 +230,23 @@ void mproc__future_resolve(mproc_future *f, int code, const void *data, size_t l
     if (code < 0 && message && message[0])
         set_messagef(f, "%s", message);
     finish(f, code > 0 ? 0 : code);
+}
+
+bool mproc__future_resolve_shared(mproc_future *f, const void *data, size_t len,
+                                  mproc__result_drop drop, void *owner, uint64_t cookie)
+{
+    mproc__mutex_lock(&f->lock);
+    struct mproc__future_rare *r = rare_of(f);
+    mproc__mutex_unlock(&f->lock);
+    if (!r || len <= F_INLINE_RESULT)
+        return false;
+    r->drop = drop;
+    r->drop_owner = owner;
+    r->drop_cookie = cookie;
+    f->u.heap = (void *)data; /* read-only for the future's readers */
+    f->len = len;
+    finish(f, 0);
+    return true;
 }
 
 void mproc__future_resolve_cancelled(mproc_future *f)
@@ -415,19 +445,34 @@ void mproc__future_unwatch(mproc_future *f, struct mproc__waiter *w)
 
 /* ---- inside a task ---------------------------------------------------- */
 
-/* Room for a len-byte result in f, replacing any earlier one. */
+/* Room for a len-byte result in f, replacing any earlier one but keeping
+ * its first bytes (up to the smaller length); NULL when out of memory
+ * (f then has no result). Never a borrowed result here: those belong to
+ * tasks run elsewhere (and `rare` is not read: it may be being created). */
 static void *result_room(mproc_future *f, size_t len)
 {
-    if (f->len > F_INLINE_RESULT)
-        free(f->u.heap);
-    f->len = 0;
-    void *p = f->u.inline_result;
-    if (len > F_INLINE_RESULT) {
-        if (!(p = malloc(len)))
-            return NULL;
-        f->u.heap = p;
+    size_t old = f->len;
+    unsigned char *was = old > F_INLINE_RESULT ? f->u.heap : f->u.inline_result;
+    if (len <= F_INLINE_RESULT) {
+        if (old > F_INLINE_RESULT) {
+            unsigned char keep[F_INLINE_RESULT];
+            memcpy(keep, was, len);
+            free(was);
+            memcpy(f->u.inline_result, keep, len);
+        }
+        f->len = len;
+        return f->u.inline_result;
     }
-    f->len = len;
+    unsigned char *p;
+    if (old > F_INLINE_RESULT) {
+        if (!(p = realloc(was, len)))
+            free(was);
+    } else if ((p = malloc(len)) != NULL) {
+        memcpy(p, was, old);
+    }
+    f->len = p ? len : 0;
+    if (p)
+        f->u.heap = p;
     return p;
 }
 
