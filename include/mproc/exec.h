@@ -27,8 +27,13 @@
  * a busy one) and completes their futures. A task waiting in a ring has
  * not started (mproc_future_cancel cancels it) but already counts as
  * running for mproc_future_running, as in Python's ProcessPoolExecutor.
- * A task's argument is copied into the ring (up to 32 MiB) and its result
- * back out of it (up to 64 MiB less the argument). The task must be in the program
+ * A task's argument is copied into the ring (up to 32 MiB). A result of
+ * 4 KiB or more is written by the worker into memory the caller's
+ * process maps too, and mproc_future_result points at it there: no copy
+ * back (the memory returns to the worker when the future is released; up
+ * to 256 MiB of results per worker can be held this way, more are
+ * copied). Smaller results are copied into the future. A result may be up
+ * to 256 MiB. The task must be in the program
  * image the workers run (fork/forkserver: a function of the program or of
  * a library loaded before the executor started; spawn: of the program or
  * of a library it was linked with, see opts.start). A worker that dies while

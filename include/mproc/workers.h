@@ -212,8 +212,12 @@ MPROC_API int mproc_return(mproc_ctx *ctx, const void *data, size_t len);
 
 /*
  * mproc_result_buffer - a buffer of len bytes that is the task's result;
- * the task writes it in place. Valid until the task returns. NULL (with
- * errno ENOMEM or EINVAL) on failure.
+ * the task writes it in place. Valid until the task returns (calling it
+ * again replaces the buffer, keeping the bytes already written up to the
+ * smaller length). On a thread executor it is the future's own memory;
+ * on a process executor, from 4 KiB on, memory the caller's process
+ * reads the result from directly (see exec.h). NULL (with errno ENOMEM or
+ * EINVAL) on failure.
  */
 MPROC_API void *mproc_result_buffer(mproc_ctx *ctx, size_t len);
 

@@ -16,8 +16,8 @@
  * Mailbox. Each worker has a memfd mapping of its own (sparse: only the
  * pages used cost memory), handed to it at start with an eventfd
  * (workers/process_internal.h): a header, RING slot descriptors, a
- * SLOT_DATA region per slot (its argument, then its result) and one big
- * area for what does not fit a region. A slot's 64-bit `state` is its
+ * SLOT_DATA region per slot (its argument, then a small result), one big
+ * area for what does not fit a region, and the result zone (below). A slot's 64-bit `state` is its
  * index (every task placed in a ring gets the next index; indices are
  * never reused) and a kind:
  *
@@ -53,6 +53,29 @@
  * the dispatcher has not collected yet still owns it. The owner is always
  * the oldest uncollected slot, so the wait always ends. The dispatcher
  * frees it when it passes the owning slot.
+ *
+ * Results in place. Each mailbox ends in a zone of ZONE_SIZE bytes
+ * (sparse) where the worker writes every result of ZONE_MIN bytes or
+ * more; the parent maps the same memfd, so the future's result points
+ * into the zone and nothing is copied back. The zone is a ring over
+ * logical positions (a byte at p lives at p % ZONE_SIZE; a result never
+ * wraps, it starts over at the zone's start instead): the worker writes
+ * results one after the other and tells the slot where each starts
+ * (res_zone[pos], SL_RES_ZONE); the parent (struct zone) keeps the ones
+ * futures hold, in order, and publishes zone_free, the start of the
+ * oldest one still held (or the end of the last handed over): the
+ * worker may write only below zone_free + ZONE_SIZE, so a held result is
+ * never overwritten. Futures release results in any order; zone_free
+ * moves past a result once it and every older one are dropped. When
+ * zone_free equals the worker's own position nothing is held and the
+ * next result starts at the zone's start again, so a worker's zone uses
+ * only as many pages as its results in flight; a worker about to sleep
+ * with nothing held gives back all but ZONE_KEEP bytes of them. A result
+ * with no room in the zone (the caller holds too many) is written as a
+ * small one is -- in the slot's region or the big area -- and copied.
+ * The mailbox (and so a held result) stays mapped until the pool and
+ * every future holding one of its results are gone; a new process of the
+ * same worker starts writing after the last result handed over.
  *
  * Deadlines. A slot carries its task's limit; the worker writes the time
  * it took the slot (only when there is a limit). The dispatcher stops a
@@ -158,7 +181,11 @@
 #define SLOT_DATA ((size_t)64 << 10)    /* a slot's region: argument, then result */
 #define BIG_SIZE ((size_t)64 << 20)     /* the big area */
 #define HDR_SIZE ((size_t)16 << 10)     /* struct mailbox, page-rounded */
-#define MAILBOX_SIZE (HDR_SIZE + RING * SLOT_DATA + BIG_SIZE)
+#define ZONE_SIZE ((size_t)256 << 20)   /* the result zone, sparse */
+#define ZONE_MIN ((size_t)4096)         /* smaller results are copied */
+#define ZONE_KEEP ((size_t)8 << 20)     /* an idle worker keeps this much of it */
+#define ZONE_OFF (HDR_SIZE + RING * SLOT_DATA + BIG_SIZE)
+#define MAILBOX_SIZE (ZONE_OFF + ZONE_SIZE)
 #define ARG_MAX_BYTES ((size_t)32 << 20)
 #define HEAP_SIZE ((size_t)256 << 20)   /* the pool's shared heap (pheap.c), sparse */
 #define MAX_PROC_WORKERS 1024
@@ -186,6 +213,7 @@ enum { S_QUEUED = 1, S_TAKEN = 2, S_DONE = 3, S_WITHDRAWN = 4 };
 #define SL_RES_BIG 0x2u /* the result is in the big area (worker) */
 #define SL_OOM 0x4u     /* the task failed with -ENOMEM under a memory limit */
 #define SL_MSG 0x8u     /* message[pos] holds a failure message */
+#define SL_RES_ZONE 0x10u /* the result is in the zone at res_zone[pos] (worker) */
 
 struct slot {
     uint64_t state;   /* ST(index, kind); see the top of the file */
@@ -218,7 +246,13 @@ struct mailbox {
     _Alignas(64) uint32_t pwake; /* the dispatcher sleeps: DONE writes the eventfd */
     uint32_t big;                /* tag of the slot owning the big area, 0: free */
     uint32_t big_wait;           /* the worker waits for the big area */
+    /* The result zone (see "Results in place"). */
+    _Alignas(64) uint64_t zone_free; /* parent: may write up to this + ZONE_SIZE */
+    uint64_t zone_pos0;              /* parent: where a new process starts writing */
+    uint64_t zone_high;              /* worker: bytes of the zone touched, kept
+                                        across its processes */
     _Alignas(64) struct slot slots[RING];
+    uint64_t res_zone[RING];         /* worker: where SL_RES_ZONE results start */
     char message[RING][F_MESSAGE_MAX];
 };
 
@@ -235,11 +269,29 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
+/* A result the parent holds in a worker's zone: logical [start, end). */
+struct zlive {
+    uint64_t start, end;
+    bool dropped;
+};
+
+/* A worker's mailbox, kept as long as the pool or a result in its zone
+ * needs it, and the zone's results that futures hold (a ring of `cap`
+ * entries in start order). */
+struct zone {
+    uint32_t refs;
+    uint32_t lock;          /* sync/mutex.h: the fields below */
+    mproc__shmap map;       /* the whole mailbox */
+    uint64_t delivered_end; /* end of the last result handed over */
+    struct zlive *live;
+    size_t cap, first, n;
+};
+
 struct pworker {
     struct ppool *pp;
     int index;
     mproc_process *proc;
-    mproc__shmap map;
+    struct zone *zone;
     struct mailbox *mb;
     unsigned char *regions; /* RING * SLOT_DATA bytes */
     unsigned char *big;     /* BIG_SIZE bytes */
@@ -374,6 +426,16 @@ static int limit_memory(struct mailbox *mb, size_t limit)
     return setrlimit(RLIMIT_AS, &rl) == 0 ? 0 : -errno;
 }
 
+/* A worker's side of its result zone. */
+struct wzone {
+    unsigned char *base; /* ZONE_SIZE bytes */
+    int fd;              /* the mailbox's memfd, for giving pages back */
+    uint64_t pos;        /* where the next result may start (logical) */
+};
+
+/* Where a task's result is being written. */
+enum { R_REGION, R_BIG, R_ZONE };
+
 /* The task a worker runs, as its context sees it. */
 struct wtask {
     struct mailbox *mb;
@@ -382,10 +444,64 @@ struct wtask {
     uint64_t idx;
     unsigned char *region; /* the slot's own region */
     unsigned char *big;
+    struct wzone *zone;
     size_t res_off;        /* where a result starts: after the argument */
-    bool arg_big, res_big;
+    bool arg_big;
+    unsigned where;        /* R_*: where the result is */
     size_t res_len;
+    uint64_t zstart;       /* its logical start, when in the zone */
 };
+
+static uint64_t zone_up(uint64_t pos)
+{
+    return (pos + ZONE_SIZE - 1) / ZONE_SIZE * ZONE_SIZE;
+}
+
+static size_t page_up(size_t n)
+{
+    return (n + ZONE_MIN - 1) & ~(ZONE_MIN - 1);
+}
+
+/* Room for t's len-byte result in the zone (growing it in place if it is
+ * there already), or NULL when the zone has no room for it. */
+static unsigned char *zone_room(struct wtask *t, size_t len)
+{
+    struct wzone *z = t->zone;
+    size_t need = page_up(len);
+    if (len > ZONE_SIZE)
+        return NULL;
+    /* Acquire: the parent's readers of the results it dropped are done. */
+    uint64_t zfree = mproc__load_acquire(&t->mb->zone_free);
+    bool empty = zfree == z->pos;
+    uint64_t start = t->zstart;
+    if (t->where != R_ZONE) {
+        start = empty ? zone_up(z->pos) : z->pos; /* empty: back to the zone's start */
+        if (start % ZONE_SIZE + need > ZONE_SIZE)
+            start = zone_up(start + 1);
+    }
+    if (start % ZONE_SIZE + need > ZONE_SIZE || (!empty && start + need > zfree + ZONE_SIZE))
+        return NULL;
+    t->zstart = start;
+    uint64_t end = start % ZONE_SIZE + need;
+    if (end > mproc__load_relaxed(&t->mb->zone_high))
+        mproc__store_relaxed(&t->mb->zone_high, end);
+    return z->base + start % ZONE_SIZE;
+}
+
+/* A worker about to sleep whose zone holds no result gives back the
+ * pages past its first ZONE_KEEP bytes (the next result starts at the
+ * zone's start). Called after wsleep is set: the parent dropping the last
+ * result either sees wsleep and wakes us, or we see its zone_free here
+ * (seq_cst on both sides). */
+static void zone_trim(struct mailbox *mb, const struct wzone *z)
+{
+    uint64_t high = mproc__load_relaxed(&mb->zone_high);
+    if (high <= ZONE_KEEP || __atomic_load_n(&mb->zone_free, __ATOMIC_SEQ_CST) != z->pos)
+        return;
+    (void)fallocate(z->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    (off_t)(ZONE_OFF + ZONE_KEEP), (off_t)(high - ZONE_KEEP));
+    mproc__store_relaxed(&mb->zone_high, ZONE_KEEP);
+}
 
 /* Wait until the big area is free or ours, then own it. */
 static void claim_big(struct wtask *t)
@@ -411,27 +527,45 @@ static void claim_big(struct wtask *t)
     }
 }
 
-/* Room for a len-byte result. The bytes already written are kept when
- * the room grows (map chunks rely on it). */
+/* Where t's result is now. */
+static unsigned char *result_at(const struct wtask *t)
+{
+    switch (t->where) {
+    case R_ZONE: return t->zone->base + t->zstart % ZONE_SIZE;
+    case R_BIG: return t->big + (t->arg_big ? t->res_off : 0);
+    default: return t->region + t->res_off;
+    }
+}
+
+/* Room for a len-byte result: in the zone from ZONE_MIN bytes on (the
+ * parent then reads it in place), else in the slot's region, else in the
+ * big area (which, once claimed, the result keeps). The bytes already
+ * written are kept when the room grows or moves (map chunks rely on it). */
 static void *worker_room(mproc_ctx *ctx, size_t len)
 {
     struct wtask *t = ctx->owner;
-    if (!t->arg_big && !t->res_big && len <= SLOT_DATA - t->res_off) {
-        t->res_len = len;
-        return t->region + t->res_off;
-    }
+    unsigned char *old = t->res_len ? result_at(t) : NULL, *p;
+    unsigned where;
     size_t off = t->arg_big ? t->res_off : 0;
-    if (len > BIG_SIZE - off)
-        return NULL;
-    if (!t->res_big) {
-        if (!t->arg_big)
+    if (len >= ZONE_MIN && t->where != R_BIG && (p = zone_room(t, len))) {
+        where = R_ZONE;
+    } else if (!t->arg_big && t->where != R_BIG && len <= SLOT_DATA - t->res_off) {
+        where = R_REGION;
+        p = t->region + t->res_off;
+    } else {
+        if (len > BIG_SIZE - off)
+            return NULL;
+        if (!t->arg_big && t->where != R_BIG)
             claim_big(t);
-        if (!t->arg_big && t->res_len > 0)
-            memcpy(t->big, t->region + t->res_off, t->res_len < len ? t->res_len : len);
-        t->res_big = true;
+        where = R_BIG;
+        p = t->big + off;
     }
+    size_t keep = t->res_len < len ? t->res_len : len;
+    if (p != old && keep > 0)
+        memcpy(p, old, keep); /* different areas: no overlap */
+    t->where = where;
     t->res_len = len;
-    return t->big + off;
+    return p;
 }
 
 static void worker_message(mproc_ctx *ctx, const char *fmt, va_list ap)
@@ -464,7 +598,8 @@ static bool published(const struct slot *s, uint64_t idx)
  * (the dispatcher may be placing right now), then polls that yield the
  * CPU (on a small machine the dispatcher and the submitters need it more
  * than a spinning worker does), then sleep. */
-static bool worker_wait(struct mailbox *mb, const struct slot *s, uint64_t idx)
+static bool worker_wait(struct mailbox *mb, const struct wzone *z, const struct slot *s,
+                        uint64_t idx)
 {
     mproc_backoff b;
     mproc_backoff_init(&b, 100, 800);
@@ -487,6 +622,7 @@ static bool worker_wait(struct mailbox *mb, const struct slot *s, uint64_t idx)
          * and then reads wsleep; we set wsleep and then read tailw. */
         __atomic_store_n(&mb->wsleep, 1, __ATOMIC_SEQ_CST);
         uint32_t seen = __atomic_load_n(&mb->tailw, __ATOMIC_SEQ_CST);
+        zone_trim(mb, z);
         if (!published(s, idx) && !mproc__load_acquire(&mb->quit))
             mproc__futex_wait(&mb->tailw, seen, MPROC__FOREVER, true);
         mproc__store_relaxed(&mb->wsleep, 0);
@@ -509,6 +645,8 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
     struct mailbox *mb = map.addr;
     unsigned char *regions = (unsigned char *)map.addr + HDR_SIZE;
     unsigned char *big = regions + RING * SLOT_DATA;
+    struct wzone zone = { (unsigned char *)map.addr + ZONE_OFF, mproc__process_fd(0),
+                          mb->zone_pos0 };
     uint64_t one = 1;
     bool refs = wa->refs != 0;
     bool ok = !wa->mem_limit || limit_memory(mb, (size_t)wa->mem_limit) == 0;
@@ -531,7 +669,7 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         struct slot *s = &mb->slots[pos];
         uint64_t st = mproc__load_acquire(&s->state);
         if (ST_IDX(st) < next) {
-            if (!worker_wait(mb, s, next))
+            if (!worker_wait(mb, &zone, s, next))
                 return 0;
             continue;
         }
@@ -550,7 +688,7 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         void *addr;
         struct wtask t = { .mb = mb, .s = s, .pos = pos, .idx = next,
                            .region = regions + (size_t)pos * SLOT_DATA, .big = big,
-                           .arg_big = (s->flags & SL_ARG_BIG) != 0 };
+                           .zone = &zone, .arg_big = (s->flags & SL_ARG_BIG) != 0 };
         size_t alen = (size_t)s->arg_len;
         t.res_off = align64(alen);
         struct mproc_ctx ctx = { .ops = &worker_ctx_ops, .owner = &t, .worker = mb->worker };
@@ -566,7 +704,13 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
         s->code = code;
         s->res_len = code == 0 ? t.res_len : 0;
         bool oom = wa->mem_limit && code == -ENOMEM;
-        s->flags |= (t.res_big ? SL_RES_BIG : 0u) | (oom ? SL_OOM : 0u);
+        bool in_zone = code == 0 && t.where == R_ZONE;
+        if (in_zone) { /* the parent owns it now; the next one goes after it */
+            mb->res_zone[pos] = t.zstart;
+            zone.pos = t.zstart + page_up(t.res_len);
+        }
+        s->flags |= (t.where == R_BIG ? SL_RES_BIG : 0u) | (oom ? SL_OOM : 0u) |
+                    (in_zone ? SL_RES_ZONE : 0u);
         /* seq_cst: Dekker with the dispatcher's pwake (see the top). */
         __atomic_store_n(&s->state, ST(next, S_DONE), __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&mb->pwake, __ATOMIC_SEQ_CST) &&
@@ -793,16 +937,136 @@ static unsigned take_back(struct ppool *pp, struct pworker *w, uint64_t after, u
     return n;
 }
 
+/* ---- the result zone, parent side ---------------------------------------- */
+
+static int zone_create(struct zone **out)
+{
+    struct zone *z = calloc(1, sizeof *z);
+    int rc = z ? mproc__shmap_create(&z->map, "mproc-mailbox", MAILBOX_SIZE, 0) : -ENOMEM;
+    if (rc != 0) {
+        free(z);
+        return rc;
+    }
+    z->refs = 1;
+    z->lock = MPROC__MUTEX_INIT;
+    *out = z;
+    return 0;
+}
+
+static void zone_release(struct zone *z)
+{
+    /* acq_rel: every read of a result before the unmap. */
+    if (!z || mproc__fetch_sub(&z->refs, 1, __ATOMIC_ACQ_REL) != 1)
+        return;
+    mproc__shmap_destroy(&z->map);
+    free(z->live);
+    free(z);
+}
+
+static struct zlive *zone_at(struct zone *z, size_t i)
+{
+    return &z->live[(z->first + i) % z->cap];
+}
+
+/* Tell the worker how far it may write: up to ZONE_SIZE past the oldest
+ * result still held, or past everything handed over (under the lock). */
+static void zone_publish(struct zone *z)
+{
+    struct mailbox *mb = z->map.addr;
+    uint64_t v = z->n ? zone_at(z, 0)->start : z->delivered_end;
+    /* Release: whoever read a dropped result did so before the worker
+     * may overwrite it; seq_cst: see zone_trim. */
+    __atomic_store_n(&mb->zone_free, v, __ATOMIC_SEQ_CST);
+    /* Empty now, and big: a sleeping worker wakes to trim it. */
+    if (z->n == 0 && mproc__load_relaxed(&mb->zone_high) > ZONE_KEEP &&
+        __atomic_load_n(&mb->wsleep, __ATOMIC_SEQ_CST)) {
+        __atomic_fetch_add(&mb->tailw, 1, __ATOMIC_SEQ_CST);
+        mproc__futex_wake(&mb->tailw, 1, true);
+    }
+}
+
+/* The result of len bytes the worker left at logical `start`, or NULL if
+ * that is not where a result can be (dispatcher only). */
+static unsigned char *zone_result(struct zone *z, uint64_t start, size_t len)
+{
+    if (len < ZONE_MIN || len > ZONE_SIZE || start < z->delivered_end ||
+        start % ZONE_SIZE + page_up(len) > ZONE_SIZE)
+        return NULL;
+    return (unsigned char *)z->map.addr + ZONE_OFF + start % ZONE_SIZE;
+}
+
+/* Keep the result at [start, end) for a future: the worker will not
+ * write there until zone_drop. False when out of memory (nothing kept:
+ * copy the result, then zone_pass). Dispatcher only. */
+static bool zone_keep(struct zone *z, uint64_t start, uint64_t end)
+{
+    mproc__mutex_lock(&z->lock);
+    bool ok = z->n < z->cap;
+    if (!ok) {
+        size_t cap = z->cap ? 2 * z->cap : 16;
+        struct zlive *nl = malloc(cap * sizeof *nl);
+        if ((ok = nl != NULL)) {
+            for (size_t i = 0; i < z->n; i++)
+                nl[i] = *zone_at(z, i);
+            free(z->live);
+            z->live = nl;
+            z->cap = cap;
+            z->first = 0;
+        }
+    }
+    if (ok) {
+        *zone_at(z, z->n++) = (struct zlive){ start, end, false };
+        z->delivered_end = end;
+        mproc__fetch_add(&z->refs, 1, __ATOMIC_RELAXED);
+        zone_publish(z);
+    }
+    mproc__mutex_unlock(&z->lock);
+    return ok;
+}
+
+/* The result ending at `end` was copied out: the worker may reuse it. */
+static void zone_pass(struct zone *z, uint64_t end)
+{
+    mproc__mutex_lock(&z->lock);
+    z->delivered_end = end;
+    zone_publish(z);
+    mproc__mutex_unlock(&z->lock);
+}
+
+/* A future lets go of the result starting at `start` (any thread). */
+static void zone_drop(void *owner, uint64_t start)
+{
+    struct zone *z = owner;
+    mproc__mutex_lock(&z->lock);
+    size_t lo = 0, hi = z->n; /* the entries are in start order */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (zone_at(z, mid)->start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < z->n && zone_at(z, lo)->start == start)
+        zone_at(z, lo)->dropped = true;
+    while (z->n && zone_at(z, 0)->dropped) {
+        z->first = (z->first + 1) % z->cap;
+        z->n--;
+    }
+    zone_publish(z);
+    mproc__mutex_unlock(&z->lock);
+    zone_release(z);
+}
+
 /* ---- starting and replacing workers ----------------------------------- */
 
 static int worker_start(struct ppool *pp, struct pworker *w)
 {
     if (!w->mb) {
-        int rc = mproc__shmap_create(&w->map, "mproc-mailbox", MAILBOX_SIZE, 0);
+        int rc = zone_create(&w->zone);
         if (rc != 0)
             return rc;
-        w->mb = w->map.addr;
-        w->regions = (unsigned char *)w->map.addr + HDR_SIZE;
+        w->mb = w->zone->map.addr;
+        w->regions = (unsigned char *)w->mb + HDR_SIZE;
         w->big = w->regions + RING * SLOT_DATA;
         w->head = w->tail = 1; /* index 0 is what a zeroed slot says */
     }
@@ -818,6 +1082,7 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     mb->ready = 0;
     mb->init_failed = 0;
     mb->oom = 0;
+    mb->zone_pos0 = w->zone->delivered_end; /* results before it are handed over */
     mb->worker = w->index;
     mb->init_why[0] = '\0'; /* an initializer that cannot be found says why here */
     w->placed = 0;
@@ -839,7 +1104,7 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     free(wa);
     if (rc != 0)
         return rc;
-    int fds[3] = { w->map.fd, pp->evfd, mproc__pheap_fd(pp->heap) };
+    int fds[3] = { w->zone->map.fd, pp->evfd, mproc__pheap_fd(pp->heap) };
     if ((rc = mproc__process_set_fds(p, fds, 3)) == 0 && (rc = mproc_process_start(p)) == 0) {
         w->proc = p;
         return 0;
@@ -871,6 +1136,32 @@ static void oom_message(char *buf, size_t n, const struct ppool *pp, const char 
 
 /* ---- collecting ------------------------------------------------------------ */
 
+/* Hand f the len-byte result its task left in w's zone at logical
+ * `start`: the future reads it there, and the zone keeps it until the
+ * future lets go (the copy is only for when memory runs out). */
+static void deliver_in_place(struct ppool *pp, struct pworker *w, mproc_future *f,
+                             uint64_t start, size_t len)
+{
+    struct zone *z = w->zone;
+    const unsigned char *res = zone_result(z, start, len);
+    uint64_t end = start + page_up(len);
+    if (!res) {
+        bump(&pp->failed);
+        mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result position from worker");
+    } else if (!zone_keep(z, start, end)) {
+        bump(&pp->done); /* counted before anyone can see the outcome */
+        mproc__future_resolve(f, 0, res, len, NULL);
+        zone_pass(z, end);
+    } else {
+        bump(&pp->done);
+        if (!mproc__future_resolve_shared(f, res, len, zone_drop, z, start)) {
+            mproc__future_resolve(f, 0, res, len, NULL);
+            zone_drop(z, start);
+        }
+    }
+    mproc_future_release(f); /* the scheduler's reference */
+}
+
 /* Hand the outcome of w's DONE slot at pos to its future. */
 static void deliver(struct ppool *pp, struct pworker *w, unsigned pos)
 {
@@ -882,6 +1173,10 @@ static void deliver(struct ppool *pp, struct pworker *w, unsigned pos)
     size_t rlen = (size_t)s->res_len, off = align64((size_t)s->arg_len);
     const unsigned char *res;
     size_t cap;
+    if (code == 0 && (flags & SL_RES_ZONE)) {
+        deliver_in_place(pp, w, f, mb->res_zone[pos], rlen);
+        return;
+    }
     if (flags & SL_RES_BIG) {
         res = w->big + ((flags & SL_ARG_BIG) ? off : 0);
         cap = BIG_SIZE - ((flags & SL_ARG_BIG) ? off : 0);
@@ -1598,7 +1893,7 @@ static void procs_shutdown(mproc_executor *ex, bool wait)
 static void free_ppool(struct ppool *pp)
 {
     for (unsigned i = 0; pp->w && i < pp->base.nworkers; i++)
-        mproc__shmap_destroy(&pp->w[i].map);
+        zone_release(pp->w[i].zone); /* held results keep theirs */
     free(pp->w);
     mproc__pheap_release(pp->heap); /* results may keep it a while */
     if (pp->evfd >= 0)
@@ -1646,7 +1941,6 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     for (unsigned i = 0; rc == 0 && i < opts->workers; i++) {
         pp->w[i].pp = pp;
         pp->w[i].index = (int)i;
-        pp->w[i].map.fd = -1;
         rc = worker_start(pp, &pp->w[i]);
     }
     if (rc == 0) {
