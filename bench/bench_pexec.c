@@ -23,6 +23,13 @@
  *      must run on the replacement (us, median); and the same result timed
  *      from just before the worker's raise(SIGKILL) (a timestamp in shared
  *      memory), which adds noticing the death.
+ *   6. a big result handed back (1 MiB, 16 MiB), one task after another
+ *      on a pool of 1 (us per result): the worker fills the result with
+ *      mproc_result_buffer and the caller reads one byte of every page.
+ *      mproc reads it where the worker wrote it; anchors: the same with
+ *      the result copied out once more (what a copy back costs), a
+ *      forked child answering over pipe(2) (1 MiB pipe buffer), and
+ *      ProcessPoolExecutor(1).submit(...).result() of bytes.
  *
  * Targets (issue 5), checked in the summary:
  *   map, default chunking   mproc >= 50 x Python Pool.map (throughput)
@@ -37,6 +44,7 @@
  * created and its workers are up before the timed runs.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -44,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -602,6 +611,173 @@ static void case_crash(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* 6. a big result handed back                                         */
+/* ------------------------------------------------------------------ */
+
+#define BIG_MAX ((size_t)16 << 20)
+
+typedef struct big_arg {
+    mproc_executor *ex; /* NULL: the pipe child */
+    size_t size;
+    long n;             /* results per run */
+    unsigned char *buf; /* BIG_MAX bytes: where a copy goes */
+    int copy;           /* copy each mproc result out once more */
+    int req, res;       /* the pipe child's request and result pipes */
+} big_arg;
+
+static int fill_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    uint64_t n;
+    if (len != sizeof n)
+        return -EINVAL;
+    memcpy(&n, arg, sizeof n);
+    unsigned char *p = mproc_result_buffer(ctx, (size_t)n);
+    if (p == NULL)
+        return -ENOMEM;
+    memset(p, 1, (size_t)n);
+    return 0;
+}
+
+/* What the caller does with a result, the same on every path: read one
+ * byte of each page, and the last one. */
+static void consume(const unsigned char *p, size_t n)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i += 4096)
+        sum += p[i];
+    sum += p[n - 1];
+    if (sum != (n + 4095) / 4096 + 1)
+        wrong("big result", (long long)sum, (long long)((n + 4095) / 4096 + 1));
+}
+
+static void full_read(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k <= 0)
+            bench_die("read from the pipe child", k < 0 ? errno : EPIPE);
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* The pipe child: for each size asked, fill that many bytes and write
+ * them back. */
+static void pipe_child(int req, int res, unsigned char *buf)
+{
+    uint64_t n;
+    while (read(req, &n, sizeof n) == (ssize_t)sizeof n && n <= BIG_MAX) {
+        memset(buf, 1, (size_t)n);
+        for (size_t off = 0; off < n;) {
+            ssize_t k = write(res, buf + off, (size_t)n - off);
+            if (k <= 0)
+                _exit(1);
+            off += (size_t)k;
+        }
+    }
+    _exit(0);
+}
+
+/* One run: microseconds per result. */
+static double run_big(void *p)
+{
+    big_arg *c = p;
+    uint64_t n = c->size;
+    int64_t t0 = bench_now_ns();
+    for (long i = 0; i < c->n; i++) {
+        if (c->ex == NULL) {
+            if (write(c->req, &n, sizeof n) != (ssize_t)sizeof n)
+                bench_die("write to the pipe child", errno);
+            full_read(c->res, c->buf, c->size);
+            consume(c->buf, c->size);
+            continue;
+        }
+        mproc_future *f;
+        const void *d;
+        size_t len;
+        CHECK(mproc_submit(c->ex, fill_task, &n, sizeof n, &f), "mproc_submit");
+        CHECK(mproc_future_result(f, -1, &d, &len), "mproc_future_result");
+        if (len != c->size)
+            wrong("big result length", (long long)len, (long long)c->size);
+        if (c->copy) {
+            memcpy(c->buf, d, len);
+            d = c->buf;
+        }
+        consume(d, len);
+        mproc_future_release(f);
+    }
+    return (double)(bench_now_ns() - t0) / 1e3 / (double)c->n;
+}
+
+static void case_big(void)
+{
+    unsigned char *buf = malloc(BIG_MAX);
+    int req[2], res[2];
+    if (buf == NULL)
+        bench_die("malloc", ENOMEM);
+    memset(buf, 0, BIG_MAX); /* its pages are there before timing */
+    if (pipe(req) != 0 || pipe(res) != 0)
+        bench_die("pipe", errno);
+    (void)fcntl(res[1], F_SETPIPE_SZ, 1 << 20); /* as large as allowed by default */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork", errno);
+    if (pid == 0) {
+        close(req[1]);
+        close(res[0]);
+        pipe_child(req[0], res[1], buf);
+    }
+    close(req[0]);
+    close(res[1]);
+    mproc_executor *ex = executor(1);
+    static const size_t sizes[] = { (size_t)1 << 20, BIG_MAX };
+    for (int k = 0; k < 2; k++) {
+        size_t size = sizes[k];
+        long n = size > ((size_t)1 << 20) ? bench_scale(50, 5) : bench_scale(400, 20);
+        big_arg a[3] = {
+            { .ex = ex, .size = size, .n = n, .buf = buf },
+            { .ex = ex, .size = size, .n = n, .buf = buf, .copy = 1 },
+            { .ex = NULL, .size = size, .n = n, .buf = buf, .req = req[1], .res = res[0] },
+        };
+        void *args[3] = { &a[0], &a[1], &a[2] };
+        double v[3];
+        bench_section("6.%d a %zu MiB result handed back, one task after another on a pool "
+                      "of 1 (us per result, lower is better)", k + 1, size >> 20);
+        bench_compare(3, run_big, args, v);
+        bench_range q_copy = bench_rounds(0, 1), q_pipe = bench_rounds(0, 2);
+
+        char pyargs[128], name[96];
+        py_figs py;
+        long npy = size > ((size_t)1 << 20) ? bench_scale(20, 3) : bench_scale(100, 10);
+        snprintf(pyargs, sizeof pyargs, "big %ld %d %zu", npy, bench_cfg.runs, size);
+        python_run(pyargs, &py);
+        double pb = py_get(&py, "ppe_big");
+        if (!isnan(pb))
+            bench_figure("Python PPE(1) submit().result() of bytes", pb, "us", NULL, 0);
+        bench_figure("pipe(2) from a forked child", v[2], "us", NULL, 0);
+        bench_figure("mproc, result copied out once more", v[1], "us", NULL, 0);
+        double rp = bench_figure("mproc, read in place", v[0], "us", "pipe", v[2]);
+        bench_figure("mproc, read in place", v[0], "us", "copy", v[1]);
+        double ry = isnan(pb) ? NAN : bench_figure("mproc, read in place", v[0], "us", "Python", pb);
+        if (k == 0)
+            bench_note("the worker memsets the result (the pipe child memsets its buffer, "
+                       "then writes it); the caller reads a byte of every page");
+        snprintf(name, sizeof name, "%zu MiB result: mproc / pipe(2) (time)", size >> 20);
+        bench_info(name, rp, q_pipe);
+        snprintf(name, sizeof name, "%zu MiB result: mproc / mproc + a copy (time)", size >> 20);
+        bench_info(name, v[0] / v[1], q_copy);
+        snprintf(name, sizeof name, "%zu MiB result: mproc / Python PPE (time)", size >> 20);
+        bench_info(name, ry, BENCH_NO_RANGE);
+    }
+    mproc_executor_destroy(ex);
+    close(req[1]); /* the child reads EOF and leaves */
+    close(res[0]);
+    waitpid(pid, NULL, 0);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
 {
@@ -617,7 +793,7 @@ int main(int argc, char **argv)
                "and ProcessPoolExecutor",
                "cases: 1 map x*x (default chunking), 2 tiny tasks one per message,\n"
                "       3 round-trip latency, 4 CPU-bound speed-up (1 vs 2 workers),\n"
-               "       5 surviving a crash\n");
+               "       5 surviving a crash, 6 big results handed back\n");
     ncpu = cpus_allowed();
     fprintf(bench_cfg.json ? stderr : stdout,
             "workers: %d processes (the CPUs this process may use), started by the fork "
@@ -633,5 +809,7 @@ int main(int argc, char **argv)
         bench_speedup_case(4, MPROC_PROCESSES, "mproc processes", ncpu, 5);
     if (bench_case(5))
         case_crash();
+    if (bench_case(6))
+        case_big();
     return bench_finish();
 }

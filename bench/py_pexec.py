@@ -27,6 +27,10 @@ one line per figure, "NAME VALUE":
                           ProcessPoolExecutor(1) and its first result.
                           ppe_replace: microseconds from the failed
                           future to that result, median of N per run.
+  big N RUNS SIZE         N submit(...).result() of a task returning SIZE
+                          bytes, one after another, on an idle
+                          ProcessPoolExecutor(1). ppe_big: microseconds
+                          per result (mean of a run, median of runs).
 """
 import concurrent.futures as cf
 import multiprocessing as mp
@@ -132,6 +136,25 @@ def case_rtt(n, runs, workers):
     print("ppe_rtt_p99", statistics.median(p99s[1:]), flush=True)
 
 
+def make_bytes(size):
+    return b"\x01" * size
+
+
+def case_big(n, runs, size):
+    with cf.ProcessPoolExecutor(1) as ex:
+        ex.submit(make_bytes, 1).result()
+
+        def one_run():
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                b = ex.submit(make_bytes, size).result()
+                if len(b) != size or b[size - 1] != 1:
+                    sys.exit("py_pexec: big: wrong result")
+            return (time.perf_counter_ns() - t0) / 1e3 / n
+
+        print("ppe_big", median_of(runs, one_run), flush=True)
+
+
 def case_crash(n, runs):
     def one_run():
         lat = []
@@ -171,6 +194,8 @@ def main():
         case_rtt(n, runs, workers)
     elif case == "crash":
         case_crash(n, runs)
+    elif case == "big":
+        case_big(n, runs, int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 20)
     else:
         sys.exit(f"py_pexec: unknown case {case!r}")
 

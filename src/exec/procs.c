@@ -69,8 +69,9 @@
  * moves past a result once it and every older one are dropped. When
  * zone_free equals the worker's own position nothing is held and the
  * next result starts at the zone's start again, so a worker's zone uses
- * only as many pages as its results in flight; a worker about to sleep
- * with nothing held gives back all but ZONE_KEEP bytes of them. A result
+ * only as many pages as its results in flight; a worker idle for
+ * ZONE_IDLE_NS with nothing held gives back all but ZONE_KEEP bytes of
+ * them (not sooner: pages that stay are mapped on both sides already). A result
  * with no room in the zone (the caller holds too many) is written as a
  * small one is -- in the slot's region or the big area -- and copied.
  * The mailbox (and so a held result) stays mapped until the pool and
@@ -184,6 +185,7 @@
 #define ZONE_SIZE ((size_t)256 << 20)   /* the result zone, sparse */
 #define ZONE_MIN ((size_t)4096)         /* smaller results are copied */
 #define ZONE_KEEP ((size_t)8 << 20)     /* an idle worker keeps this much of it */
+#define ZONE_IDLE_NS 500000000          /* idle this long, it gives back the rest */
 #define ZONE_OFF (HDR_SIZE + RING * SLOT_DATA + BIG_SIZE)
 #define MAILBOX_SIZE (ZONE_OFF + ZONE_SIZE)
 #define ARG_MAX_BYTES ((size_t)32 << 20)
@@ -488,16 +490,25 @@ static unsigned char *zone_room(struct wtask *t, size_t len)
     return z->base + start % ZONE_SIZE;
 }
 
-/* A worker about to sleep whose zone holds no result gives back the
- * pages past its first ZONE_KEEP bytes (the next result starts at the
- * zone's start). Called after wsleep is set: the parent dropping the last
- * result either sees wsleep and wakes us, or we see its zone_free here
- * (seq_cst on both sides). */
+/* May the worker give back pages of its zone: more than ZONE_KEEP bytes
+ * of it touched, and no result held (the next one starts at the zone's
+ * start)? Asked after wsleep is set: the parent dropping the last result
+ * either sees wsleep and wakes us, or we see its zone_free here (seq_cst
+ * on both sides). */
+static bool zone_trimmable(const struct mailbox *mb, const struct wzone *z)
+{
+    return mproc__load_relaxed(&mb->zone_high) > ZONE_KEEP &&
+           __atomic_load_n(&mb->zone_free, __ATOMIC_SEQ_CST) == z->pos;
+}
+
+/* Give back the zone's pages past its first ZONE_KEEP bytes, if nothing
+ * is held (a worker idle for ZONE_IDLE_NS: while results keep coming,
+ * the pages stay mapped on both sides). */
 static void zone_trim(struct mailbox *mb, const struct wzone *z)
 {
-    uint64_t high = mproc__load_relaxed(&mb->zone_high);
-    if (high <= ZONE_KEEP || __atomic_load_n(&mb->zone_free, __ATOMIC_SEQ_CST) != z->pos)
+    if (!zone_trimmable(mb, z))
         return;
+    uint64_t high = mproc__load_relaxed(&mb->zone_high);
     (void)fallocate(z->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                     (off_t)(ZONE_OFF + ZONE_KEEP), (off_t)(high - ZONE_KEEP));
     mproc__store_relaxed(&mb->zone_high, ZONE_KEEP);
@@ -622,9 +633,13 @@ static bool worker_wait(struct mailbox *mb, const struct wzone *z, const struct 
          * and then reads wsleep; we set wsleep and then read tailw. */
         __atomic_store_n(&mb->wsleep, 1, __ATOMIC_SEQ_CST);
         uint32_t seen = __atomic_load_n(&mb->tailw, __ATOMIC_SEQ_CST);
-        zone_trim(mb, z);
-        if (!published(s, idx) && !mproc__load_acquire(&mb->quit))
-            mproc__futex_wait(&mb->tailw, seen, MPROC__FOREVER, true);
+        bool trim = zone_trimmable(mb, z);
+        int64_t until = trim ? mproc__now() + ZONE_IDLE_NS : MPROC__FOREVER;
+        if (!published(s, idx) && !mproc__load_acquire(&mb->quit)) {
+            mproc__futex_wait(&mb->tailw, seen, until, true);
+            if (trim && mproc__now() >= until)
+                zone_trim(mb, z);
+        }
         mproc__store_relaxed(&mb->wsleep, 0);
         mproc_backoff_reset(&b);
         spin_until = mproc__now() + WORKER_SPIN_NS; /* more may follow this one */
