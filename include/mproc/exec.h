@@ -127,17 +127,37 @@ typedef struct mproc_executor_opts {
      * serving meanwhile. 0: no limit. Thread executors: -EINVAL. */
     unsigned max_tasks_per_child;
     unsigned flags;      /* MPROC_CANCEL_KILL, MPROC_JOBSERVER */
-    /* MPROC_PROCESSES: how many bytes of address space a worker's tasks
-     * may map beyond what the worker had when it started (its
-     * initializer's allocations count against it). 0: no limit. A task
-     * that goes past it fails with MPROC_EMEMLIMIT and its worker is
-     * replaced: that is, a task that returns -ENOMEM, or whose worker dies
-     * by a signal right after an allocation failed (writing through the
-     * NULL that malloc returned, or abort()). Enforced with RLIMIT_AS in
-     * each worker -- address space, not resident memory, so reserved but
-     * untouched mappings count too; mproc_executor_info says so. Thread
-     * executors cannot limit a task and reject a non-zero value (-EINVAL). */
+    /* MPROC_PROCESSES: how many bytes a worker's tasks may use beyond
+     * what the worker had when it started (its initializer's allocations
+     * count against it). 0: no limit. A task that goes past it fails with
+     * MPROC_EMEMLIMIT and its worker is replaced. How it is enforced
+     * (memory_limit_via; mproc_executor_info tells which is in use):
+     *   - a memory cgroup per worker (cgroup v2 where the caller's cgroup
+     *     may hand the memory controller down, else cgroup v1's memory
+     *     hierarchy where this process may make cgroups -- as root,
+     *     usually): resident memory counts, including pages of shared
+     *     memory the worker touches first, such as the results it writes
+     *     in place. Past the limit the kernel kills the worker (SIGKILL);
+     *     the cgroup's count of such kills tells it from a kill from
+     *     outside. The cgroups are made next to the caller's
+     *     (mproc-<pid>-<pool>-<worker>) and removed by destroy, or by the
+     *     next executor made there if the process was killed.
+     *   - RLIMIT_AS in each worker: address space, not resident memory,
+     *     so reserved but untouched mappings count too. A task past it is
+     *     one that returns -ENOMEM, or whose worker dies by a signal right
+     *     after an allocation failed (writing through the NULL that
+     *     malloc returned, or abort()).
+     * Thread executors cannot limit a task and reject a non-zero value
+     * (-EINVAL). */
     size_t worker_memory_limit;
+    /* How to enforce worker_memory_limit: MPROC_MEMLIMIT_AUTO (0) picks
+     * cgroup v2, then cgroup v1, then RLIMIT_AS, the first that this
+     * process may use; MPROC_MEMLIMIT_CGROUP2, _CGROUP1 or _RLIMIT_AS ask
+     * for one, and create fails if it cannot be used (-ENOTSUP: no such
+     * hierarchy or no memory controller in it; -EACCES, -EPERM, -EROFS:
+     * not allowed to make cgroups; -EBUSY: cgroup v2, the caller's cgroup
+     * holds processes and cannot hand the controller down). */
+    int memory_limit_via;
     /* Non-zero: initarg[0..initarg_len) is copied at create (the caller
      * may free it when create returns), and the initializer gets a
      * pointer to a copy: its own copy in each worker process, one copy
@@ -222,10 +242,14 @@ MPROC_API void mproc_executor_destroy(mproc_executor *ex);
 /* mproc_executor_workers - the number of workers, or -EINVAL. */
 MPROC_API int mproc_executor_workers(const mproc_executor *ex);
 
-/* How an executor limits its workers' memory (mproc_executor_details). */
+/* How an executor limits its workers' memory (mproc_executor_details,
+ * mproc_executor_opts.memory_limit_via). */
 typedef enum mproc_memory_limit_kind {
-    MPROC_MEMLIMIT_NONE = 0,  /* no limit asked for */
-    MPROC_MEMLIMIT_RLIMIT_AS, /* setrlimit(RLIMIT_AS) in each worker */
+    MPROC_MEMLIMIT_NONE = 0,      /* details: no limit asked for */
+    MPROC_MEMLIMIT_AUTO = 0,      /* opts: the first of the others that works */
+    MPROC_MEMLIMIT_RLIMIT_AS = 1, /* setrlimit(RLIMIT_AS) in each worker */
+    MPROC_MEMLIMIT_CGROUP2 = 2,   /* a cgroup v2 per worker (memory.max) */
+    MPROC_MEMLIMIT_CGROUP1 = 3,   /* a cgroup v1 per worker (memory.limit_in_bytes) */
 } mproc_memory_limit_kind;
 
 /* What an executor is and how it runs its tasks (mproc_executor_info). */
@@ -237,7 +261,8 @@ typedef struct mproc_executor_details {
     mproc_start_method start;
     size_t worker_memory_limit;           /* as configured, 0: none */
     mproc_memory_limit_kind memory_limit; /* how it is enforced */
-    const char *memory_limit_how;         /* "none" or "RLIMIT_AS": static text */
+    /* "none", "RLIMIT_AS", "cgroup v2" or "cgroup v1": static text */
+    const char *memory_limit_how;
     bool jobserver;                       /* tasks hold jobserver tokens (MPROC_JOBSERVER) */
     char name[32];                        /* the workers' name prefix */
 } mproc_executor_details;

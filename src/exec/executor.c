@@ -112,6 +112,8 @@ int mproc_executor_create(mproc_executor **out, const mproc_executor_opts *opts)
         (opts->task_timeout_ms != 0 && !be->deadlines) ||
         (opts->max_tasks_per_child != 0 && !be->remote) ||
         (opts->worker_memory_limit != 0 && !be->remote) ||
+        opts->memory_limit_via < MPROC_MEMLIMIT_AUTO ||
+        opts->memory_limit_via > MPROC_MEMLIMIT_CGROUP1 ||
         (opts->flags & ~(MPROC_CANCEL_KILL | MPROC_JOBSERVER)) ||
         ((opts->flags & (MPROC_CANCEL_KILL | MPROC_JOBSERVER)) && !be->remote))
         return -EINVAL;

@@ -169,6 +169,7 @@
 
 #include "exec/exec_internal.h"
 #include "exec/jobserver.h"
+#include "exec/memcg.h"
 #include "mproc/sync.h"
 #include "os/atomic.h"
 #include "os/shmap.h"
@@ -311,6 +312,7 @@ struct pworker {
     bool retiring;          /* told to quit after max_tasks_per_child */
     bool oom_retiring;      /* quits by itself after a task ran out of memory */
     bool token;             /* holds a jobserver token (MPROC_JOBSERVER) */
+    uint64_t cg_kills;      /* its cgroup's OOM kills when this process started */
 };
 
 struct ppool {
@@ -321,6 +323,8 @@ struct ppool {
     int64_t task_timeout_ms;
     unsigned max_tasks;     /* per worker process, 0: no limit */
     size_t mem_limit;       /* worker_memory_limit, 0: none */
+    mproc_memory_limit_kind mem_how; /* how it is enforced */
+    struct mproc__memcg memcg;       /* the workers' cgroups (mem_how CGROUP*) */
     bool cancel_kill;       /* MPROC_CANCEL_KILL */
     bool jobserver;         /* MPROC_JOBSERVER */
     bool token_wait;        /* tasks wait for a jobserver token */
@@ -664,7 +668,18 @@ static int worker_main(const void *arg, size_t len, mproc_ctx *pctx)
                           mb->zone_pos0 };
     uint64_t one = 1;
     bool refs = wa->refs != 0;
-    bool ok = !wa->mem_limit || limit_memory(mb, (size_t)wa->mem_limit) == 0;
+    bool ok = true;
+    int cgfd = mproc__process_fd(3); /* the cgroup to move into, if any */
+    if (cgfd >= 0) {
+        int rc = mproc__memcg_join(cgfd);
+        close(cgfd);
+        if (rc != 0) {
+            snprintf(mb->init_why, sizeof mb->init_why, "could not join its memory cgroup: %s",
+                     strerror(-rc));
+            ok = false;
+        }
+    }
+    ok = ok && (!wa->mem_limit || limit_memory(mb, (size_t)wa->mem_limit) == 0);
     if (ok && wa->initializer) {
         void *a, *initarg = wa->initarg_len ? (void *)(wa + 1) : (void *)(uintptr_t)wa->initarg;
         int (*init)(void *);
@@ -1101,30 +1116,43 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     mb->worker = w->index;
     mb->init_why[0] = '\0'; /* an initializer that cannot be found says why here */
     w->placed = 0;
+    int fds[4] = { w->zone->map.fd, pp->evfd, mproc__pheap_fd(pp->heap), -1 };
+    int nfds = 3;
+    if (pp->mem_how == MPROC_MEMLIMIT_CGROUP2 || pp->mem_how == MPROC_MEMLIMIT_CGROUP1) {
+        /* Made again if someone removed it; the worker moves itself in. */
+        if ((fds[3] = mproc__memcg_worker(&pp->memcg, w->index, &w->cg_kills)) < 0)
+            return fds[3];
+        nfds = 4;
+    }
     size_t ilen = pp->base.initarg_len;
     struct worker_arg *wa = malloc(sizeof *wa + ilen);
-    if (!wa)
+    if (!wa) {
+        if (nfds == 4)
+            close(fds[3]);
         return -ENOMEM;
+    }
+    bool rlimit = pp->mem_how == MPROC_MEMLIMIT_RLIMIT_AS;
     *wa = (struct worker_arg){ w->index, pp->base.fn_refs, pp->init_word,
-                               (uint64_t)(uintptr_t)pp->base.initarg, ilen, pp->mem_limit };
+                               (uint64_t)(uintptr_t)pp->base.initarg, ilen,
+                               rlimit ? pp->mem_limit : 0 };
     if (ilen > 0)
         memcpy(wa + 1, pp->base.initarg, ilen);
     char name[48];
     snprintf(name, sizeof name, "%s-%d", pp->base.name, w->index);
-    mproc_process *p;
+    mproc_process *p = NULL;
     int rc = mproc_process_create(&p, &(mproc_process_opts){ .fn = worker_main, .arg = wa,
                                                              .len = sizeof *wa + ilen, .name = name,
                                                              .daemon = true, .start = pp->start,
                                                              .flags = MPROC_FORK_THREADS });
     free(wa);
-    if (rc != 0)
-        return rc;
-    int fds[3] = { w->zone->map.fd, pp->evfd, mproc__pheap_fd(pp->heap) };
-    if ((rc = mproc__process_set_fds(p, fds, 3)) == 0 && (rc = mproc_process_start(p)) == 0) {
+    bool made = rc == 0;
+    if (rc == 0 && (rc = mproc__process_set_fds(p, fds, nfds)) == 0 &&
+        (rc = mproc_process_start(p)) == 0)
         w->proc = p;
-        return 0;
-    }
-    mproc_process_destroy(p);
+    else if (made)
+        mproc_process_destroy(p);
+    if (nfds == 4)
+        close(fds[3]); /* the worker has its own copy */
     return rc;
 }
 
@@ -1139,14 +1167,32 @@ static void death_message(char *buf, size_t n, pid_t pid, int exitcode)
         snprintf(buf, n, "worker %d exited with status %d", (int)pid, exitcode);
 }
 
+/* How a pool enforces its memory limit, as mproc_executor_info says. */
+static const char *limit_how(mproc_memory_limit_kind k)
+{
+    switch (k) {
+    case MPROC_MEMLIMIT_RLIMIT_AS: return "RLIMIT_AS";
+    case MPROC_MEMLIMIT_CGROUP2: return "cgroup v2";
+    case MPROC_MEMLIMIT_CGROUP1: return "cgroup v1";
+    default: return "none";
+    }
+}
+
 /* "task ran out of memory (worker limit 64 MiB, RLIMIT_AS)", then how
  * its worker ended if it did. */
 static void oom_message(char *buf, size_t n, const struct ppool *pp, const char *how)
 {
     bool mib = pp->mem_limit % (1u << 20) == 0;
-    snprintf(buf, n, "task ran out of memory (worker limit %zu %s, RLIMIT_AS)%s%.160s",
-             pp->mem_limit >> (mib ? 20 : 10), mib ? "MiB" : "KiB", how ? "; " : "",
-             how ? how : "");
+    snprintf(buf, n, "task ran out of memory (worker limit %zu %s, %s)%s%.160s",
+             pp->mem_limit >> (mib ? 20 : 10), mib ? "MiB" : "KiB", limit_how(pp->mem_how),
+             how ? "; " : "", how ? how : "");
+}
+
+/* Did the kernel kill w's process for going past its cgroup's limit? */
+static bool cgroup_oom_killed(const struct ppool *pp, const struct pworker *w)
+{
+    return (pp->mem_how == MPROC_MEMLIMIT_CGROUP2 || pp->mem_how == MPROC_MEMLIMIT_CGROUP1) &&
+           mproc__memcg_oom_kills(&pp->memcg, w->index) > w->cg_kills;
 }
 
 /* ---- collecting ------------------------------------------------------------ */
@@ -1580,7 +1626,7 @@ static void fail_running(struct ppool *pp, struct pworker *w, uint64_t idx, pid_
         snprintf(msg, sizeof msg, "task ran past its %lld ms deadline; %s",
                  (long long)w->victim_limit, how);
         code = MPROC_ETASKTIMEOUT;
-    } else if (mproc__load_acquire(&w->mb->oom)) {
+    } else if (mproc__load_acquire(&w->mb->oom) || cgroup_oom_killed(pp, w)) {
         oom_message(msg, sizeof msg, pp, how);
         code = MPROC_EMEMLIMIT;
         w->oom_retiring = true; /* counts the restart */
@@ -1909,6 +1955,7 @@ static void free_ppool(struct ppool *pp)
 {
     for (unsigned i = 0; pp->w && i < pp->base.nworkers; i++)
         zone_release(pp->w[i].zone); /* held results keep theirs */
+    mproc__memcg_close(&pp->memcg, pp->base.nworkers); /* the workers have ended */
     free(pp->w);
     mproc__pheap_release(pp->heap); /* results may keep it a while */
     if (pp->evfd >= 0)
@@ -1938,11 +1985,23 @@ static int procs_create(const mproc_executor_opts *opts, mproc_executor **out)
     pp->task_timeout_ms = opts->task_timeout_ms;
     pp->max_tasks = opts->max_tasks_per_child;
     pp->mem_limit = opts->worker_memory_limit;
+    pp->memcg.dirfd = -1;
     pp->cancel_kill = (opts->flags & MPROC_CANCEL_KILL) != 0;
     pp->jobserver = (opts->flags & MPROC_JOBSERVER) != 0;
     pp->qlock = MPROC__MUTEX_INIT;
     pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc = pp->evfd >= 0 ? 0 : -errno;
+    if (rc == 0 && pp->mem_limit) {
+        int via = opts->memory_limit_via;
+        pp->mem_how = MPROC_MEMLIMIT_RLIMIT_AS;
+        if (via != MPROC_MEMLIMIT_RLIMIT_AS) {
+            rc = mproc__memcg_open(&pp->memcg, via, pp->mem_limit);
+            if (rc == 0)
+                pp->mem_how = pp->memcg.kind;
+            else if (via == MPROC_MEMLIMIT_AUTO)
+                rc = 0; /* RLIMIT_AS, then */
+        }
+    }
     if (rc == 0 && pp->jobserver) /* before the fork server copies the environment */
         rc = mproc__jobserver_init();
     if (rc == 0)
@@ -2016,8 +2075,8 @@ static void procs_info(const mproc_executor *ex, mproc_executor_details *out)
     out->worker_memory_limit = pp->mem_limit;
     out->jobserver = pp->jobserver;
     if (pp->mem_limit) {
-        out->memory_limit = MPROC_MEMLIMIT_RLIMIT_AS;
-        out->memory_limit_how = "RLIMIT_AS";
+        out->memory_limit = pp->mem_how;
+        out->memory_limit_how = limit_how(pp->mem_how);
     }
 }
 
