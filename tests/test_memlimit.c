@@ -511,3 +511,31 @@ TEST_T(cgroups_go_with_their_executor_or_killed_process, 60)
      * still count them; the sweep then leaves it for the next one. */
     WAIT_UNTIL(sweep_removes(dir, pid, k), LONG_MS);
 }
+
+/* Asked for by name, a cgroup kind either works (and info says so) or
+ * create fails with one of the documented codes (on this project's
+ * machines cgroup v2 has no memory controller: -ENOTSUP). */
+TEST(named_cgroup_kind_works_or_fails_cleanly)
+{
+    static const mproc_memory_limit_kind kinds[] = { MPROC_MEMLIMIT_CGROUP2,
+                                                     MPROC_MEMLIMIT_CGROUP1 };
+    for (int i = 0; i < 2; i++) {
+        mproc_executor *ex = NULL;
+        int rc = mproc_executor_create(&ex, &(mproc_executor_opts){
+                                                .kind = MPROC_PROCESSES, .workers = 1,
+                                                .worker_memory_limit = LIMIT,
+                                                .memory_limit_via = kinds[i] });
+        if (rc != 0) {
+            CHECK_MSG(rc == -ENOTSUP || rc == -EACCES || rc == -EPERM || rc == -EROFS ||
+                          rc == -EBUSY,
+                      "kind %d: %s", kinds[i], mproc_strerror(rc));
+            CHECK(ex == NULL);
+            continue;
+        }
+        mproc_executor_details d;
+        CHECK_OK(mproc_executor_info(ex, &d));
+        CHECK_EQ(d.memory_limit, kinds[i]);
+        CHECK(strcmp(d.memory_limit_how, i == 0 ? "cgroup v2" : "cgroup v1") == 0);
+        mproc_executor_destroy(ex);
+    }
+}
