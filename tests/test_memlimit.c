@@ -177,8 +177,10 @@ static void bomb_among_others_via(int via, int how, const char *want)
     CHECK_EQ(c.out_of_memory, 1);
     CHECK_EQ(c.failed, 1);
     CHECK_EQ(c.done, N);
-    /* The replaced worker still works under the limit. */
-    for (int i = 0; i < 4; i++) {
+    /* The replaced worker still works under the limit. (Once only under
+     * a sanitizer: its allocator keeps freed memory in quarantine, and a
+     * cgroup counts it.) */
+    for (int i = 0; i < (SANITIZED ? 1 : 4); i++) {
         mproc_future *g;
         CHECK_OK(mproc_submit(ex, half_limit, NULL, 0, &g));
         CHECK_OK(mproc_future_result(g, LONG_MS, NULL, NULL));
