@@ -451,3 +451,74 @@ TEST(no_message_leaks_from_one_item_to_the_next)
     mproc_results_destroy(r);
     mproc_executor_destroy(ex);
 }
+
+/* Byte j of item x's result. */
+static unsigned char sized_byte(int64_t x, size_t j)
+{
+    return (unsigned char)(x * 7 + (int64_t)j + 1);
+}
+
+/* The item is { x, result size }: x % 5 == 0 returns nothing, x % 11 == 0
+ * writes its result with mproc_result_buffer, x % 13 == 0 writes it and
+ * then fails; the others mproc_return it. */
+static int sized_task(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x[2];
+    memcpy(x, arg, sizeof x); /* x[0]: the item, x[1]: the result size */
+    size_t rs = (size_t)x[1];
+    if (x[0] % 5 == 0)
+        return 0;
+    unsigned char buf[128];
+    unsigned char *p = x[0] % 11 == 0 ? mproc_result_buffer(ctx, rs) : buf;
+    if (!p)
+        return -ENOMEM;
+    for (size_t j = 0; j < rs; j++)
+        p[j] = sized_byte(x[0], j);
+    if (x[0] % 13 == 0)
+        return -EIO;
+    return p == buf ? mproc_return(ctx, buf, rs) : 0;
+}
+
+/* Results of sizes around the streamed ones (multiples of 8 up to 64)
+ * and others, one map after another on the same heap: what an earlier
+ * map left in recycled heap memory never shows through an item that
+ * returned nothing or failed. */
+TEST_T(fixed_results_of_many_sizes_on_recycled_heap, 60)
+{
+    enum { N = 3000 };
+    static int64_t in[N][2];
+    const size_t sizes[] = { 72, 8, 64, 16, 24, 4, 12, 40, 1, 56, 8 };
+    mproc_executor *ex = make(2);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t rs = sizes[s];
+        for (int cs = 0; cs < 2; cs++) {
+            for (long i = 0; i < N; i++) {
+                in[i][0] = i;
+                in[i][1] = (int64_t)rs;
+            }
+            mproc_results *r;
+            CHECK_RC(mproc_map(ex, sized_task, in, sizeof in[0], N,
+                               &(mproc_map_opts){ .chunksize = cs ? 97 : 0, .result_size = rs },
+                               &r),
+                     -EIO);
+            size_t got = 0;
+            const unsigned char *d = mproc_results_data(r, &got);
+            CHECK(d != NULL);
+            CHECK_EQ(got, rs);
+            for (long i = 0; i < N; i++) {
+                bool zero = i % 5 == 0 || i % 13 == 0;
+                mproc_item it;
+                CHECK_RC(mproc_results_get(r, (size_t)i, &it), i % 5 != 0 && i % 13 == 0 ? -EIO : 0);
+                for (size_t j = 0; j < rs; j++) {
+                    unsigned char want = zero ? 0 : sized_byte(i, j);
+                    if (d[(size_t)i * rs + j] != want)
+                        CHECK_MSG(0, "size %zu chunksize %d item %ld byte %zu: %d, want %d", rs,
+                                  cs ? 97 : 0, i, j, d[(size_t)i * rs + j], want);
+                }
+            }
+            mproc_results_destroy(r);
+        }
+    }
+    mproc_executor_destroy(ex);
+}

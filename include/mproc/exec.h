@@ -458,8 +458,9 @@ typedef struct mproc_map_opts {
      * bytes (item i at offset i * result_size), which
      * mproc_results_data hands out once the map is complete; a success
      * costs no per-item allocation or bookkeeping. In this mode:
-     *   - mproc_return / mproc_result_buffer of result_size bytes write
-     *     straight into the array;
+     *   - mproc_return / mproc_result_buffer of result_size bytes go
+     *     straight to the array (a process worker may stage each result
+     *     in a slot of its own until the task returns);
      *   - an item that hands back nothing succeeds with result_size zero
      *     bytes;
      *   - an item that hands back a result of any other length (0

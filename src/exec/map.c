@@ -44,6 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "exec/exec_internal.h"
 #include "os/atomic.h"
@@ -495,11 +498,12 @@ static void chunk_finished(mproc_future *f, void *userdata)
  * (mproc__map_pack): a header and, unless they are in the pool's shared
  * heap, the chunk's item bytes. With a heap (the common case), map_start
  * copies the items there chunk by chunk as it submits them, and in
- * fixed-size mode the worker writes each item's result in place into
- * `data`, which is heap memory too: an item costs its task call and
- * nothing else, and no result is copied back. What comes back as the
- * chunk task's own result is only what failed: one record per failed item
- * (its index, code and message). In general mode (or with no heap), the
+ * fixed-size mode the worker puts each item's result into `data`, which is
+ * heap memory too (in place, or for the common sizes through one small
+ * slot streamed out after each item: fixed_streamed): an item costs its
+ * task call and a store or two, and no result is copied back. What comes
+ * back as the chunk task's own result is only what failed: one record per
+ * failed item (its index, code and message). In general mode (or with no heap), the
  * worker writes one record per item -- code, result bytes, message -- into
  * the chunk's result, or, fixed-size without a heap, the dense results
  * followed by the failure records; the chunk's done-callback unpacks them.
@@ -622,19 +626,82 @@ static bool rbuild_fail(struct rbuild *b, int code, uint32_t index)
     return true;
 }
 
+/* After fixed-size item i's task returned `code` with code < 0 or a flag
+ * set: a message on a success is dropped; otherwise the item failed
+ * (-EMSGSIZE for a wrong length, unless it has its own code), its result
+ * bytes at slot read as zeros and it gets a record. 0 or -ENOMEM. */
+static int fixed_settle(struct rbuild *b, int code, size_t i, unsigned char *slot)
+{
+    if (code >= 0 && !b->wrong) { /* a message, but it succeeded */
+        b->has_msg = false;
+        return 0;
+    }
+    if (code >= 0)
+        code = -EMSGSIZE;
+    memset(slot, 0, b->result_size); /* a failed item reads as zeros */
+    if (!rbuild_fail(b, code, (uint32_t)i))
+        return -ENOMEM;
+    b->wrong = b->has_msg = false;
+    return 0;
+}
+
+#if defined(__SSE2__) && defined(__x86_64__)
+/* Results of up to this many bytes (a multiple of 8) are streamed. */
+#define STREAM_MAX 64
+
+/*
+ * Items [0, count) whose results go to the heap at out, 8-byte aligned,
+ * rs a multiple of 8 up to STREAM_MAX (a constant where inlined). Every
+ * item's context points at the same small slot, hot in the cache; after
+ * each item its bytes go to out with non-temporal stores. Written in
+ * place instead, each result line would first be read from memory (its
+ * pages were last touched by other processes), and memory bandwidth is
+ * what a map of small items runs short of first; the slot's address also
+ * stays put, so the item loop stores one pointer fewer.
+ */
+static inline int fixed_streamed(struct rbuild *b, mproc_task_fn fn, const unsigned char *in,
+                                 size_t isz, size_t count, unsigned char *out, size_t rs,
+                                 mproc_ctx *ctx)
+{
+    _Alignas(64) unsigned char slot[STREAM_MAX];
+    int rc = 0;
+    ctx->slot = slot;
+    for (size_t i = 0; i < count; i++, in += isz, out += rs) {
+        memset(slot, 0, rs); /* an item that returns nothing reads as zeros */
+        int code = fn(in, isz, ctx);
+        /* The flags are reset only when set: an item costs its call. */
+        if (__builtin_expect(code < 0 || b->wrong || b->has_msg, 0) &&
+            (rc = fixed_settle(b, code, i, slot)) != 0)
+            break;
+        for (size_t k = 0; k < rs; k += 8) {
+            long long v;
+            memcpy(&v, slot + k, 8);
+            _mm_stream_si64((long long *)(void *)(out + k), v);
+        }
+    }
+    _mm_sfence(); /* the results are visible before the chunk's completion */
+    return rc;
+}
+#endif
+
 /* Fixed-size items [0, count) with results at out (the heap), or in the
  * chunk's result when out is NULL. */
 static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char *in,
                         size_t isz, size_t count, unsigned char *out, mproc_ctx *ctx)
 {
     size_t rs = b->result_size, dense = count * rs;
+    ctx->slot_len = rs;
+    b->wrong = b->has_msg = false;
+#ifdef STREAM_MAX
+    if (out && rs % 8 == 0 && rs <= STREAM_MAX && (uintptr_t)out % 8 == 0)
+        return rs == 8 ? fixed_streamed(b, fn, in, isz, count, out, 8, ctx)
+                       : fixed_streamed(b, fn, in, isz, count, out, rs, ctx);
+#endif
     if (!out) {
         if (!rbuild_reserve(b, RREC_ALIGN(dense)))
             return -ENOMEM;
         b->len = RREC_ALIGN(dense);
     }
-    ctx->slot_len = rs;
-    b->wrong = b->has_msg = false;
     for (size_t i = 0; i < count; i++, in += isz) {
         unsigned char *slot = (out ? out : b->base) + i * rs; /* base moves as it grows */
         /* An item that returns nothing reads as zeros. Zeroed here, not
@@ -648,18 +715,11 @@ static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char 
         ctx->slot = slot;
         int code = fn(in, isz, ctx);
         /* The flags are reset only when set: an item costs its call. */
-        if (__builtin_expect(code >= 0 && !b->wrong && !b->has_msg, 1))
-            continue;
-        if (code >= 0 && !b->wrong) { /* a message, but it succeeded */
-            b->has_msg = false;
-            continue;
+        if (__builtin_expect(code < 0 || b->wrong || b->has_msg, 0)) {
+            int rc = fixed_settle(b, code, i, (out ? out : b->base) + i * rs);
+            if (rc != 0)
+                return rc;
         }
-        if (code >= 0)
-            code = -EMSGSIZE;
-        memset((out ? out : b->base) + i * rs, 0, rs); /* a failed item reads as zeros */
-        if (!rbuild_fail(b, code, (uint32_t)i))
-            return -ENOMEM;
-        b->wrong = b->has_msg = false;
     }
     return 0;
 }
@@ -820,9 +880,6 @@ static void remote_chunk_finished(mproc_future *f, void *userdata)
     account_chunk(r, k, code);
 }
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 /* Copy items into the heap, bypassing our cache when large: a worker on
  * another core reads them next, from memory rather than from our cache. */
 static void copy_out(unsigned char *dst, const unsigned char *src, size_t n)
