@@ -11,6 +11,7 @@
  * touched, so it costs no memory).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -521,4 +522,93 @@ TEST_T(fixed_results_of_many_sizes_on_recycled_heap, 60)
         }
     }
     mproc_executor_destroy(ex);
+}
+
+/* More workers than CPUs: some wait, asleep, for their chunks' items
+ * until the caller has copied them all (exec/map.c, copy_items), within a
+ * task deadline that waiting must not come near. */
+TEST_T(map_with_more_workers_than_cpus_and_a_task_timeout, 60)
+{
+    long n = test_scaled(200000);
+    int64_t *in = malloc((size_t)n * sizeof *in);
+    CHECK(in != NULL);
+    for (long i = 0; i < n; i++)
+        in[i] = i;
+    mproc_executor *ex;
+    CHECK_OK(mproc_executor_create(
+        &ex, &(mproc_executor_opts){ .kind = MPROC_PROCESSES,
+                                     .workers = mproc_cpu_count() + 2,
+                                     .task_timeout_ms = 20000 }));
+    const size_t cs[] = { 0, 1000, 7 };
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        mproc_results *r;
+        CHECK_OK(mproc_map(ex, square, in, sizeof in[0], (size_t)n,
+                           &(mproc_map_opts){ .chunksize = cs[c], .result_size = 8 }, &r));
+        const int64_t *d = mproc_results_data(r, NULL);
+        CHECK(d != NULL);
+        for (long i = 0; i < n; i++)
+            if (d[i] != in[i] * in[i])
+                CHECK_MSG(0, "chunksize %zu: item %ld is %lld", cs[c], i, (long long)d[i]);
+        mproc_results_destroy(r);
+    }
+    mproc_executor_destroy(ex);
+    free(in);
+}
+
+struct racing_shutdown {
+    mproc_executor *ex;
+    atomic_int go;
+};
+
+static void *shut_down_when_told(void *arg)
+{
+    struct racing_shutdown *s = arg;
+    while (!atomic_load(&s->go))
+        ;
+    mproc_executor_shutdown(s->ex, false, true);
+    return NULL;
+}
+
+/* A shutdown that cancels queued chunks while the caller is still
+ * copying the map's items: every item either ran or reads as cancelled
+ * (zero), and the map completes. */
+TEST_T(shutdown_while_the_items_are_copied, 60)
+{
+    long n = test_scaled(1000000);
+    int64_t *in = malloc((size_t)n * sizeof *in);
+    CHECK(in != NULL);
+    for (long i = 0; i < n; i++)
+        in[i] = i + 1;
+    for (int round = 0; round < 4; round++) {
+        struct racing_shutdown s = { make(2), 0 };
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, shut_down_when_told, &s) == 0);
+        atomic_store(&s.go, 1);
+        mproc_results *r = NULL;
+        mproc_future *done = NULL;
+        int rc = mproc_map_async(s.ex, square, in, sizeof in[0], (size_t)n,
+                                 &(mproc_map_opts){ .chunksize = (size_t)n / 64 + 1,
+                                                    .result_size = 8 },
+                                 NULL, NULL, NULL, &r, &done);
+        pthread_join(t, NULL);
+        if (rc == 0) {
+            rc = mproc_future_result(done, LONG_MS, NULL, NULL);
+            CHECK(rc == 0 || rc == MPROC_ECANCELLED);
+            const int64_t *d = mproc_results_data(r, NULL);
+            CHECK(d != NULL);
+            for (long i = 0; i < n; i++) {
+                mproc_item it;
+                mproc_results_get(r, (size_t)i, &it);
+                if (it.code == MPROC_ECANCELLED ? d[i] != 0 : it.code != 0 || d[i] != in[i] * in[i])
+                    CHECK_MSG(0, "round %d item %ld: code %d value %lld", round, i, it.code,
+                              (long long)d[i]);
+            }
+            mproc_future_release(done);
+            mproc_results_destroy(r);
+        } else {
+            CHECK(r == NULL && done == NULL);
+        }
+        mproc_executor_destroy(s.ex);
+    }
+    free(in);
 }

@@ -119,8 +119,10 @@ typedef struct mproc_executor_opts {
     /* MPROC_PROCESSES: a task still running this long after it started
      * is stopped -- its worker gets SIGTERM, then SIGKILL 200 ms later --
      * and its future fails with MPROC_ETASKTIMEOUT; the worker is
-     * replaced. 0: no limit. Thread executors cannot stop a task and
-     * reject a non-zero value (-EINVAL). */
+     * replaced. (A chunk of a map starts when its worker takes it, which
+     * may be while the caller is still copying the map's items to memory
+     * the workers share.) 0: no limit. Thread executors cannot stop a
+     * task and reject a non-zero value (-EINVAL). */
     int64_t task_timeout_ms;
     /* MPROC_PROCESSES: a worker that has run this many tasks is replaced
      * by a fresh process (Python's max_tasks_per_child); the others keep

@@ -109,7 +109,9 @@ struct mproc_results {
      * the workers (data is then heap memory). */
     uint64_t fn_word;           /* remote: fn as a word of workers/fnref.h */
     struct mproc__pheap *heap;  /* retained, or NULL */
-    unsigned char *in_heap;     /* the items' copy (freed when all chunks are in) */
+    unsigned char *in_heap;     /* the items' copy, then the chunks' ready words
+                                 * (freed when all chunks are in) */
+    uint32_t *ready;            /* per chunk, in the heap: its items are there */
     uint64_t in_off, out_off;   /* their offsets in the heap */
     bool in_shared, out_shared; /* items / data live in the heap */
     mproc_future *done;
@@ -156,6 +158,21 @@ static void zfree(void *p, size_t bytes)
         (void)munmap(p, bytes); /* cannot fail on a mapping of ours */
 }
 
+/* In the heap, the items' copy is followed by a ready word per chunk:
+ * where they start, and the bytes of both (0 if that overflows). */
+static size_t ready_at(const mproc_results *r)
+{
+    return (r->n * r->item_size + 3) & ~(size_t)3;
+}
+
+static size_t in_heap_bytes(const mproc_results *r)
+{
+    size_t at = ready_at(r);
+    if (at < r->n * r->item_size || r->nchunks > (SIZE_MAX - at) / sizeof(uint32_t))
+        return 0;
+    return at + r->nchunks * sizeof(uint32_t);
+}
+
 static void results_free(mproc_results *r)
 {
     for (size_t i = 0; r->slots && i < r->n; i++)
@@ -176,7 +193,7 @@ static void results_free(mproc_results *r)
     else
         zfree(r->data, r->data_bytes);
     if (r->in_heap)
-        mproc__pheap_free(r->heap, r->in_heap, r->n * r->item_size);
+        mproc__pheap_free(r->heap, r->in_heap, in_heap_bytes(r));
     mproc__pheap_release(r->heap);
     zfree(r->codes, r->codes_bytes);
     zfree(r->slots, r->slots_bytes);
@@ -448,6 +465,21 @@ static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
     return 0;
 }
 
+/* One chunk (or map_start's copying, see map_start) less to wait for; the
+ * last one completes the map. */
+static void remaining_down(mproc_results *r)
+{
+    if (mproc__fetch_sub(&r->remaining, 1, __ATOMIC_ACQ_REL) != 1)
+        return;
+    if (r->in_heap) { /* no worker reads the items any more */
+        mproc__pheap_free(r->heap, r->in_heap, in_heap_bytes(r));
+        r->in_heap = NULL;
+    }
+    uint64_t first = mproc__load_relaxed(&r->first_fail);
+    mproc__future_complete(r->done, first == NO_FAILURE ? 0 : item_code(r, first));
+    results_release(r); /* the chunks' reference */
+}
+
 /* Account chunk k (see the top of the file); `code` non-zero means its
  * items did not run and all fail with it. */
 static void account_chunk(mproc_results *r, size_t k, int code)
@@ -472,15 +504,7 @@ static void account_chunk(mproc_results *r, size_t k, int code)
     __atomic_fetch_add(&r->progress, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&r->sleepers, __ATOMIC_SEQ_CST) != 0)
         mproc__futex_wake(&r->progress, INT_MAX, false);
-    if (mproc__fetch_sub(&r->remaining, 1, __ATOMIC_ACQ_REL) == 1) {
-        if (r->in_heap) { /* no worker reads the items any more */
-            mproc__pheap_free(r->heap, r->in_heap, r->n * r->item_size);
-            r->in_heap = NULL;
-        }
-        uint64_t first = mproc__load_relaxed(&r->first_fail);
-        mproc__future_complete(r->done, first == NO_FAILURE ? 0 : item_code(r, first));
-        results_release(r); /* the chunks' reference */
-    }
+    remaining_down(r);
 }
 
 static void chunk_finished(mproc_future *f, void *userdata)
@@ -497,16 +521,19 @@ static void chunk_finished(mproc_future *f, void *userdata)
  * chunk from a message that it writes straight into the worker's memory
  * (mproc__map_pack): a header and, unless they are in the pool's shared
  * heap, the chunk's item bytes. With a heap (the common case), map_start
- * copies the items there chunk by chunk as it submits them, and in
- * fixed-size mode the worker puts each item's result into `data`, which is
- * heap memory too (in place, or for the common sizes through one small
- * slot streamed out after each item: fixed_streamed): an item costs its
- * task call and a store or two, and no result is copied back. What comes
- * back as the chunk task's own result is only what failed: one record per
- * failed item (its index, code and message). In general mode (or with no heap), the
- * worker writes one record per item -- code, result bytes, message -- into
- * the chunk's result, or, fixed-size without a heap, the dense results
- * followed by the failure records; the chunk's done-callback unpacks them.
+ * submits every chunk, then copies the items there chunk by chunk; a
+ * worker that takes a chunk first waits for its items (a ready word per
+ * chunk, after the items' copy: await_items, copy_items). In fixed-size
+ * mode the worker puts each item's result into `data`, which is heap
+ * memory too (in place, or for the common sizes through one small slot
+ * streamed out after each item: fixed_streamed): an item costs its task
+ * call and a store or two, and no result is copied back. What comes back
+ * as the chunk task's own result is only what failed: one record per
+ * failed item (its index, code and message). In general mode (or with no
+ * heap), the worker writes one record per item -- code, result bytes,
+ * message -- into the chunk's result, or, fixed-size without a heap, the
+ * dense results followed by the failure records; the chunk's
+ * done-callback unpacks them.
  * A chunk whose worker died fails as a whole (MPROC_EWORKERDIED), like a
  * chunk that was cancelled.
  *
@@ -524,6 +551,7 @@ struct rchunk_hdr {
     uint64_t result_size; /* 0: general mode */
     uint64_t in_off;      /* the items in the heap, or RNONE: they follow */
     uint64_t out_off;     /* fixed-size results in the heap, or RNONE */
+    uint64_t ready_off;   /* with in_off: the chunk's ready word in the heap */
 };
 
 /* General mode: one per item. Fixed-size mode: one per failed item, with
@@ -751,6 +779,43 @@ static int remote_general(struct rbuild *b, mproc_task_fn fn, const unsigned cha
     return 0;
 }
 
+/* A chunk's ready word (in the heap): its items are not there yet, they
+ * are, or they are not and its worker sleeps on the word. */
+enum { ITEMS_COMING, ITEMS_THERE, ITEMS_AWAITED };
+/* Looks at the word before sleeping on it: copying a chunk's items takes
+ * a fraction of a millisecond. */
+#define READY_SPIN 1024
+
+/* Worker side: wait until the parent has copied the chunk's items. */
+static void await_items(uint32_t *word)
+{
+    for (unsigned i = 0; i < READY_SPIN; i++) {
+        if (mproc__load_acquire(word) == ITEMS_THERE)
+            return;
+        mproc__cpu_relax();
+    }
+    for (;;) {
+        uint32_t v = ITEMS_COMING;
+        if (!__atomic_compare_exchange_n(word, &v, ITEMS_AWAITED, false, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_ACQUIRE) &&
+            v == ITEMS_THERE)
+            return;
+        mproc__futex_wait(word, ITEMS_AWAITED, MPROC__FOREVER, true);
+    }
+}
+
+/* Parent side: chunk k's items are in the heap; true if its worker slept
+ * and was woken. */
+static bool items_there(mproc_results *r, size_t k)
+{
+    /* Release: the items (copy_out fenced its streaming stores) before
+     * the word. */
+    if (__atomic_exchange_n(&r->ready[k], ITEMS_THERE, __ATOMIC_ACQ_REL) != ITEMS_AWAITED)
+        return false;
+    mproc__futex_wake(&r->ready[k], INT_MAX, true);
+    return true;
+}
+
 /* The chunk task, run by a worker process on the message of
  * mproc__map_pack. */
 int mproc__map_remote_chunk(const void *msg, size_t len, mproc_ctx *outer)
@@ -770,8 +835,13 @@ int mproc__map_remote_chunk(const void *msg, size_t len, mproc_ctx *outer)
     if (h.in_off == RNONE ? in_bytes > len - sizeof h
                           : !heap || h.in_off > hsize || in_bytes > hsize - h.in_off)
         return -EPROTO;
-    if (h.in_off != RNONE)
+    uint32_t *ready = NULL;
+    if (h.in_off != RNONE) {
+        if (h.ready_off > hsize - sizeof *ready || h.ready_off % sizeof *ready)
+            return -EPROTO;
         in = heap + h.in_off;
+        ready = (uint32_t *)(void *)(heap + h.ready_off);
+    }
     if (h.out_off != RNONE) {
         if (!h.result_size || !heap || h.out_off > hsize || out_bytes > hsize - h.out_off)
             return -EPROTO;
@@ -785,6 +855,8 @@ int mproc__map_remote_chunk(const void *msg, size_t len, mproc_ctx *outer)
     memcpy(&fn, &addr, sizeof fn);
     struct rbuild b = { .outer = outer, .result_size = (size_t)h.result_size };
     struct mproc_ctx ctx = { .ops = &rbuild_ops, .owner = &b, .worker = mproc_ctx_worker(outer) };
+    if (ready)
+        await_items(ready);
     int rc = h.result_size ? remote_fixed(&b, fn, in, (size_t)h.item_size, (size_t)h.count, out, &ctx)
                            : remote_general(&b, fn, in, (size_t)h.item_size, (size_t)h.count, &ctx);
     free(b.scratch);
@@ -806,7 +878,9 @@ void mproc__map_pack(const mproc_future *f, void *dst)
     size_t lo = f->arg_len * r->chunksize, hi = chunk_end(r, lo);
     struct rchunk_hdr h = { r->fn_word, r->ex->fn_refs, r->item_size, hi - lo, r->result_size,
                             r->in_shared ? r->in_off + lo * r->item_size : RNONE,
-                            r->out_shared ? r->out_off + lo * r->result_size : RNONE };
+                            r->out_shared ? r->out_off + lo * r->result_size : RNONE,
+                            r->in_shared ? r->in_off + ready_at(r) + f->arg_len * sizeof *r->ready
+                                         : RNONE };
     memcpy(dst, &h, sizeof h);
     if (!r->in_shared)
         memcpy((unsigned char *)dst + sizeof h, r->items + lo * r->item_size,
@@ -908,14 +982,36 @@ static void copy_out(unsigned char *dst, const unsigned char *src, size_t n)
     memcpy(dst, src, n);
 }
 
+/* Parent side: copy the items of chunks [0, submitted) to the heap, one
+ * chunk after the other, telling each chunk's worker. While we copy, a
+ * CPU is ours: of the workers that went to sleep waiting for their items,
+ * only as many as there are other CPUs are woken at once, and the others
+ * once everything is copied -- woken earlier, they would share our CPU
+ * and slow the copying that every later chunk waits for. A worker still
+ * looking at its word, or running another chunk, finds its items as soon
+ * as they are there. */
+static void copy_items(mproc_results *r, size_t submitted)
+{
+    unsigned cpus = mproc_cpu_count(), woken = 0, room = cpus > 1 ? cpus - 1 : 1;
+    size_t isz = r->item_size;
+    for (size_t k = 0; k < submitted; k++) {
+        size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
+        copy_out(r->in_heap + lo * isz, r->items + lo * isz, (hi - lo) * isz);
+        if (woken >= room && mproc__load_acquire(&r->ready[k]) == ITEMS_AWAITED)
+            continue; /* only we change it from here on */
+        woken += items_there(r, k);
+    }
+    for (size_t k = 0; k < submitted; k++)
+        if (mproc__load_relaxed(&r->ready[k]) != ITEMS_THERE)
+            items_there(r, k);
+}
+
 /* Submit chunk k of r to a remote backend; 0 or the submit's error. */
 static int submit_remote_chunk(mproc_results *r, size_t k)
 {
     size_t lo = k * r->chunksize, hi = chunk_end(r, lo);
     size_t bytes = (hi - lo) * r->item_size;
-    if (r->in_shared)
-        copy_out(r->in_heap + lo * r->item_size, r->items + lo * r->item_size, bytes);
-    else if (bytes > r->ex->be->max_arg - sizeof(struct rchunk_hdr))
+    if (!r->in_shared && bytes > r->ex->be->max_arg - sizeof(struct rchunk_hdr))
         return -E2BIG;
     mproc_future *cf;
     int rc = mproc__submit_internal(r->ex, mproc__map_remote_chunk, r, k, &cf);
@@ -971,8 +1067,13 @@ static mproc_results *results_new(mproc_executor *ex, mproc_task_fn fn, const vo
     bool fixed = opts && opts->result_size > 0;
     struct mproc__pheap *heap = ex->be->heap && n > 0 ? ex->be->heap(ex) : NULL;
     if (heap) { /* the items go to the pool's shared heap; else in messages */
-        r->in_heap = mproc__pheap_alloc(heap, n * item_size, &r->in_off);
+        r->in_heap = in_heap_bytes(r) == 0 ? NULL
+                   : mproc__pheap_alloc(heap, in_heap_bytes(r), &r->in_off);
         r->in_shared = r->in_heap != NULL;
+        if (r->in_shared) { /* no chunk's items are there yet */
+            r->ready = (uint32_t *)(void *)(r->in_heap + ready_at(r));
+            memset(r->ready, 0, r->nchunks * sizeof *r->ready);
+        }
         r->heap = mproc__pheap_retain(heap);
     }
     if (fixed) { /* map_start checked n * result_size */
@@ -1037,6 +1138,19 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
         return 0;
     }
     r->refs = 2; /* the caller's and the chunks' */
+    /* Items that go to the pool's heap are copied there after every chunk
+     * is submitted, chunk by chunk, and each chunk's worker waits for its
+     * items (await_items): the dispatcher places all chunks at once, and
+     * the workers need it no more until they finish, rather than once per
+     * chunk while we copy -- on a small machine it then competes for a
+     * CPU with us and the workers, and a worker ran dry waiting for it.
+     * The copying counts as one more chunk in `remaining`, so that the
+     * items' copy (freed with the last chunk) outlives it even if chunks
+     * are cancelled meanwhile. */
+    bool copy_after = ex->be->remote && r->in_shared;
+    if (copy_after)
+        r->remaining++;
+    size_t submitted = r->nchunks;
     for (size_t k = 0; k < r->nchunks; k++) {
         mproc_future *cf = NULL;
         int rc = ex->be->remote ? submit_remote_chunk(r, k)
@@ -1047,7 +1161,7 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
                 results_free(r);
                 return rc;
             }
-            for (; k < r->nchunks; k++)
+            for (submitted = k; k < r->nchunks; k++)
                 account_chunk(r, k, rc);
             break;
         }
@@ -1055,6 +1169,10 @@ static int map_start(mproc_executor *ex, mproc_task_fn fn, const void *items, si
             mproc_future_add_done_callback(cf, chunk_finished, r); /* first: cannot fail */
             mproc_future_release(cf);
         }
+    }
+    if (copy_after) {
+        copy_items(r, submitted);
+        remaining_down(r);
     }
     *out = r;
     return 0;
