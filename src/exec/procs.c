@@ -1105,7 +1105,7 @@ static int worker_start(struct ppool *pp, struct pworker *w)
      * them all): the new process starts at tail. */
     mb->start_idx = w->tail;
     mb->quit = 0;
-    mb->wsleep = 0;
+    mproc__store_relaxed(&mb->wsleep, 0); /* zone_publish may read it meanwhile */
     mb->pwake = 0;
     mb->big = 0;
     mb->big_wait = 0;
