@@ -2878,3 +2878,53 @@ TEST(bad_args)
     CHECK_EQ(atomic_load(&never_ran), 0);
     CHECK_EQ(atomic_load(&c.ok) + atomic_load(&c.err), 0);
 }
+
+/* ---- mproc_return: the macro and the function ------------------------ */
+
+static atomic_int arg_evaluations;
+
+static const int64_t *counted(const int64_t *p)
+{
+    atomic_fetch_add(&arg_evaluations, 1);
+    return p;
+}
+
+/* Even items through the macro (its data argument counted, to see it is
+ * evaluated once), odd ones through a pointer to the function. */
+static int square_both_ways(const void *arg, size_t len, mproc_ctx *ctx)
+{
+    (void)len;
+    int64_t x;
+    memcpy(&x, arg, sizeof x);
+    int64_t y = x * x;
+    if (x % 2 == 0)
+        return mproc_return(ctx, counted(&y), sizeof y);
+    int (*fn)(mproc_ctx *, const void *, size_t) = &mproc_return;
+    return fn(ctx, &y, sizeof y);
+}
+
+TEST(return_macro_and_function_agree)
+{
+    for (int dense = 0; dense < 2; dense++) {
+        mproc_executor *ex = make_ex(2);
+        enum { N = 1000 };
+        int64_t in[N];
+        for (int i = 0; i < N; i++)
+            in[i] = i;
+        atomic_store(&arg_evaluations, 0);
+        mproc_results *r;
+        mproc_map_opts o = { .result_size = dense ? sizeof(int64_t) : 0 };
+        CHECK_OK(mproc_map(ex, square_both_ways, in, sizeof in[0], N, &o, &r));
+        for (int i = 0; i < N; i++) {
+            mproc_item it;
+            CHECK_OK(mproc_results_get(r, (size_t)i, &it));
+            int64_t v;
+            CHECK_EQ(it.len, sizeof v);
+            memcpy(&v, it.data, sizeof v);
+            CHECK_EQ(v, (int64_t)i * i);
+        }
+        CHECK_EQ(atomic_load(&arg_evaluations), N / 2);
+        mproc_results_destroy(r);
+        mproc_executor_destroy(ex);
+    }
+}

@@ -356,7 +356,7 @@ static void *wrong_length_room(mproc_results *r, size_t i, size_t len)
 
 static void *item_room(mproc_results *r, size_t i, size_t len)
 {
-    if (r->result_size) /* the right length went to ctx->slot directly */
+    if (r->result_size) /* the right length went to ctx->head.slot directly */
         return wrong_length_room(r, i, len);
     struct slot *s = &r->slots[i];
     if (s->len > SMALL_RESULT)
@@ -451,11 +451,11 @@ static int run_chunk(const void *arg, size_t k, mproc_ctx *cctx)
         }
         return 0;
     }
-    ctx.slot_len = rs;
+    ctx.head.slot_len = rs;
     unsigned char *out = r->data + lo * rs;
     for (size_t i = lo; i < hi; i++, in += isz, out += rs) {
         ctx.item = i;
-        ctx.slot = out;
+        ctx.head.slot = out;
         int code = fn(in, isz, &ctx);
         if (code < 0)
             fixed_item_failed(r, i, code);
@@ -600,7 +600,7 @@ static bool rbuild_reserve(struct rbuild *b, size_t need)
 static void *rbuild_room(mproc_ctx *ctx, size_t len)
 {
     struct rbuild *b = ctx->owner;
-    if (b->result_size) { /* the right length went to ctx->slot directly */
+    if (b->result_size) { /* the right length went to ctx->head.slot directly */
         b->wrong = true;
         b->has_msg = true;
         snprintf(b->message, sizeof b->message, "result of %zu bytes, but result_size is %zu",
@@ -693,7 +693,7 @@ static inline int fixed_streamed(struct rbuild *b, mproc_task_fn fn, const unsig
 {
     _Alignas(64) unsigned char slot[STREAM_MAX];
     int rc = 0;
-    ctx->slot = slot;
+    ctx->head.slot = slot;
     for (size_t i = 0; i < count; i++, in += isz, out += rs) {
         memset(slot, 0, rs); /* an item that returns nothing reads as zeros */
         int code = fn(in, isz, ctx);
@@ -718,7 +718,7 @@ static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char 
                         size_t isz, size_t count, unsigned char *out, mproc_ctx *ctx)
 {
     size_t rs = b->result_size, dense = count * rs;
-    ctx->slot_len = rs;
+    ctx->head.slot_len = rs;
     b->wrong = b->has_msg = false;
 #ifdef STREAM_MAX
     if (out && rs % 8 == 0 && rs <= STREAM_MAX && (uintptr_t)out % 8 == 0)
@@ -740,7 +740,7 @@ static int remote_fixed(struct rbuild *b, mproc_task_fn fn, const unsigned char 
         case 16: memset(slot, 0, 16); break;
         default: memset(slot, 0, rs); break;
         }
-        ctx->slot = slot;
+        ctx->head.slot = slot;
         int code = fn(in, isz, ctx);
         /* The flags are reset only when set: an item costs its call. */
         if (__builtin_expect(code < 0 || b->wrong || b->has_msg, 0)) {

@@ -14,8 +14,8 @@ __attribute__((noinline)) static int return_to_room(mproc_ctx *ctx, const void *
 {
     if (!ctx || (!data && len > 0))
         return -EINVAL;
-    if (ctx->slot && len == ctx->slot_len) { /* data is NULL, len 0 */
-        memcpy(ctx->slot, data, len);
+    if (ctx->head.slot && len == ctx->head.slot_len) { /* data is NULL, len 0 */
+        memcpy(ctx->head.slot, data, len);
         return 0;
     }
     void *p = ctx->ops->room(ctx, len);
@@ -26,15 +26,16 @@ __attribute__((noinline)) static int return_to_room(mproc_ctx *ctx, const void *
     return 0;
 }
 
-int mproc_return(mproc_ctx *ctx, const void *data, size_t len)
+/* The function behind the macro of the same name (workers.h). */
+int(mproc_return)(mproc_ctx *ctx, const void *data, size_t len)
 {
     /* A map item's fixed-size slot: the common sizes copy in one move. */
-    if (__builtin_expect(ctx && ctx->slot && len == ctx->slot_len && data, 1)) {
+    if (__builtin_expect(ctx && ctx->head.slot && len == ctx->head.slot_len && data, 1)) {
         switch (len) {
-        case 4: memcpy(ctx->slot, data, 4); break;
-        case 8: memcpy(ctx->slot, data, 8); break;
-        case 16: memcpy(ctx->slot, data, 16); break;
-        default: memcpy(ctx->slot, data, len); break;
+        case 4: memcpy(ctx->head.slot, data, 4); break;
+        case 8: memcpy(ctx->head.slot, data, 8); break;
+        case 16: memcpy(ctx->head.slot, data, 16); break;
+        default: memcpy(ctx->head.slot, data, len); break;
         }
         return 0;
     }
@@ -47,8 +48,8 @@ void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
         errno = EINVAL;
         return NULL;
     }
-    if (ctx->slot && len == ctx->slot_len)
-        return ctx->slot;
+    if (ctx->head.slot && len == ctx->head.slot_len)
+        return ctx->head.slot;
     void *p = ctx->ops->room(ctx, len);
     if (!p)
         errno = ENOMEM;

@@ -29,13 +29,13 @@ struct mproc__ctx_ops {
 };
 
 struct mproc_ctx {
+    /* First: the part mproc_return's inline path reads (workers.h):
+     * where a result of exactly slot_len bytes goes, or NULL. */
+    struct mproc__ctx_head head;
     const struct mproc__ctx_ops *ops;
     void *owner;     /* the operations' object: a future, a map, a process */
     size_t item;     /* a map's item index */
     int worker;      /* what mproc_ctx_worker returns */
-    /* Where a result of exactly slot_len bytes goes, or NULL. */
-    void *slot;
-    size_t slot_len;
 };
 
 #endif /* MPROC_WORKERS_CTX_H */

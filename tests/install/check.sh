@@ -97,9 +97,10 @@ step "headers: $(echo "$installed_headers" | wc -l) public, no internal ones"
 if command -v nm >/dev/null 2>&1; then
     so=$(readlink -f "$libdir/libmproc.so")
     exported=$(nm -D --defined-only --extern-only "$so" | awk 'NF >= 3 { print $3 }' | sort -u)
-    # A function prototype starts in column 0 (not #, not typedef) and its
-    # name is the last mproc_ identifier before the first '('.
-    protos=$(grep -rhE '^[A-Za-z_]' "$prefix/include" | grep -vE '^typedef[^A-Za-z0-9_]' \
+    # A function prototype starts in column 0 (not #, not typedef, not a
+    # static inline helper, which no library exports) and its name is the
+    # last mproc_ identifier before the first '('.
+    protos=$(grep -rhE '^[A-Za-z_]' "$prefix/include" | grep -vE '^(typedef|static)[^A-Za-z0-9_]' \
              | grep -E '^[^#(]*[^A-Za-z0-9_]mproc_[A-Za-z0-9_]+[[:space:]]*\(' || true)
     declared=$(echo "$protos" | sed -nE 's/^[^#(]*[^A-Za-z0-9_](mproc_[A-Za-z0-9_]+)[[:space:]]*\(.*/\1/p' | sort -u)
     [ -n "$declared" ] || die "found no function declarations in the installed headers"
