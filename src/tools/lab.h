@@ -139,6 +139,11 @@ int mproc__lab_start(mproc_process *p);
 int mproc__lab_process(mproc_process **out, mproc_start_method how, mproc_task_fn fn,
                        const void *arg, size_t len);
 
+/* mproc__lab_thread - create a thread as `o` says and start it. On
+ * failure *out is NULL and the handle is destroyed. 0 or what create or
+ * start returned. */
+int mproc__lab_thread(mproc_thread **out, const mproc_thread_opts *o);
+
 /* mproc__lab_proc_state - the state letter of process pid in
  * /proc/PID/stat (R, S, D, Z, ...) and its parent in *ppid (may be NULL);
  * 0 when there is no such process (any more). */

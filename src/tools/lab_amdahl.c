@@ -140,11 +140,9 @@ static int run(struct shared *s, unsigned n, double *seconds)
     unsigned started = 0;
     for (; started < n && rc == 0; started++) {
         w[started] = (struct worker){ .s = s, .index = started };
-        rc = mproc_thread_create(&t[started], &(mproc_thread_opts){ .fn = worker_main,
-                                                                     .arg = &w[started],
-                                                                     .name = "lab-amdahl" });
-        if (rc == 0 && (rc = mproc_thread_start(t[started])) != 0)
-            mproc_thread_destroy(t[started]);
+        rc = mproc__lab_thread(&t[started], &(mproc_thread_opts){ .fn = worker_main,
+                                                                   .arg = &w[started],
+                                                                   .name = "lab-amdahl" });
     }
     if (rc != 0) {
         started--;

@@ -116,11 +116,9 @@ static void start_conn_thread(struct server *s, int fd)
     mproc_thread *t = NULL;
     if (rc == 0 && i < s->cap) {
         *c = (struct conn_arg){ .s = s, .fd = fd };
-        rc = mproc_thread_create(&t, &(mproc_thread_opts){ .fn = conn_main, .arg = c,
-                                                           .name = "c10k-conn",
-                                                           .stack_size = STACK_SIZE });
-        if (rc == 0 && (rc = mproc_thread_start(t)) != 0)
-            mproc_thread_destroy(t);
+        rc = mproc__lab_thread(&t, &(mproc_thread_opts){ .fn = conn_main, .arg = c,
+                                                          .name = "c10k-conn",
+                                                          .stack_size = STACK_SIZE });
     } else if (rc == 0) {
         rc = -ENOSPC;
     }
@@ -273,11 +271,9 @@ static int server_start(struct server **out, bool threaded, unsigned cap, uint16
     if (rc == 0 && threaded && (s->conn_threads = calloc(cap, sizeof *s->conn_threads)) == NULL)
         rc = -ENOMEM;
     if (rc == 0)
-        rc = mproc_thread_create(&s->main,
-                                 &(mproc_thread_opts){ .fn = threaded ? acceptor_main : epoll_main,
-                                                       .arg = s, .name = "c10k-server" });
-    if (rc == 0 && (rc = mproc_thread_start(s->main)) != 0)
-        mproc_thread_destroy(s->main);
+        rc = mproc__lab_thread(&s->main,
+                               &(mproc_thread_opts){ .fn = threaded ? acceptor_main : epoll_main,
+                                                     .arg = s, .name = "c10k-server" });
     if (rc != 0) {
         server_free(s);
         return rc;

@@ -176,11 +176,9 @@ static int run(struct shared *s, bool ordered, struct outcome *out)
     int64_t t0 = mproc_now_ns();
     for (; started < 2 && rc == 0; started++) {
         w[started] = (struct worker){ .s = s, .index = started };
-        rc = mproc_thread_create(&t[started], &(mproc_thread_opts){ .fn = worker_main,
-                                                                     .arg = &w[started],
-                                                                     .name = "lab-deadlock" });
-        if (rc == 0 && (rc = mproc_thread_start(t[started])) != 0)
-            mproc_thread_destroy(t[started]);
+        rc = mproc__lab_thread(&t[started], &(mproc_thread_opts){ .fn = worker_main,
+                                                                   .arg = &w[started],
+                                                                   .name = "lab-deadlock" });
     }
     if (rc != 0) {
         started--;

@@ -183,11 +183,9 @@ static double run(struct shared *s, struct worker *w, unsigned threads, uint64_t
     for (; started < threads && rc == 0; started++) {
         w[started] = (struct worker){ .s = s, .index = (int)started,
                                       .steps = total / threads + (started < total % threads) };
-        rc = mproc_thread_create(&t[started], &(mproc_thread_opts){ .fn = worker_main,
-                                                                     .arg = &w[started],
-                                                                     .name = "lab-gil" });
-        if (rc == 0 && (rc = mproc_thread_start(t[started])) != 0)
-            mproc_thread_destroy(t[started]);
+        rc = mproc__lab_thread(&t[started], &(mproc_thread_opts){ .fn = worker_main,
+                                                                   .arg = &w[started],
+                                                                   .name = "lab-gil" });
     }
     if (rc != 0) { /* the run is void: let the ones started finish */
         started--;

@@ -263,10 +263,8 @@ static int server_start(struct server **out, int delay_ms)
                     epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stop_fd, &b) != 0))
         rc = -errno;
     if (rc == 0)
-        rc = mproc_thread_create(&s->thread, &(mproc_thread_opts){ .fn = server_main, .arg = s,
-                                                                    .name = "lab-http" });
-    if (rc == 0 && (rc = mproc_thread_start(s->thread)) != 0)
-        mproc_thread_destroy(s->thread);
+        rc = mproc__lab_thread(&s->thread, &(mproc_thread_opts){ .fn = server_main, .arg = s,
+                                                                  .name = "lab-http" });
     if (rc != 0) {
         server_free(s);
         return rc;

@@ -97,10 +97,8 @@ static double run(struct shared *s, int mode)
     unsigned started = 0;
     int rc = 0;
     for (; started < s->threads; started++) {
-        rc = mproc_thread_create(&t[started], &(mproc_thread_opts){ .fn = worker, .arg = s,
-                                                                     .name = "race" });
-        if (rc == 0 && (rc = mproc_thread_start(t[started])) != 0)
-            mproc_thread_destroy(t[started]);
+        rc = mproc__lab_thread(&t[started], &(mproc_thread_opts){ .fn = worker, .arg = s,
+                                                                   .name = "race" });
         if (rc != 0)
             break;
     }

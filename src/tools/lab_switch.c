@@ -182,12 +182,8 @@ static int ping_pong(int in, int mode, bool pin, uint64_t warm, uint64_t rounds,
     mproc_process *p = NULL;
     bool child_ends_closed = false; /* the fields stay as they are: the child reads them */
     if (rc == 0 && in == IN_THREAD) {
-        rc = mproc_thread_create(&t, &(mproc_thread_opts){ .fn = partner_thread, .arg = s,
-                                                            .name = "lab-pong" });
-        if (rc == 0 && (rc = mproc_thread_start(t)) != 0) {
-            mproc_thread_destroy(t);
-            t = NULL;
-        }
+        rc = mproc__lab_thread(&t, &(mproc_thread_opts){ .fn = partner_thread, .arg = s,
+                                                          .name = "lab-pong" });
     } else if (rc == 0) {
         rc = mproc__lab_process(&p, MPROC_START_FORK, partner_process, &s, sizeof s);
         if (rc == 0 && mode == BY_PIPE) { /* the child's ends: its death is our EOF */

@@ -55,6 +55,19 @@ int mproc__lab_process(mproc_process **out, mproc_start_method how, mproc_task_f
     return rc;
 }
 
+int mproc__lab_thread(mproc_thread **out, const mproc_thread_opts *o)
+{
+    int rc = mproc_thread_create(out, o);
+    if (rc != 0)
+        return rc;
+    rc = mproc_thread_start(*out);
+    if (rc != 0) {
+        mproc_thread_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 char mproc__lab_proc_state(pid_t pid, pid_t *ppid)
 {
     char path[64], text[1024];
