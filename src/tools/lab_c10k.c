@@ -408,6 +408,31 @@ static int measure(bool threaded, unsigned n, unsigned trips, int *clients, doub
     return rc;
 }
 
+/* The figures of one server, as metrics named <prefix>_..., the first
+ * line titled `title`. */
+static void report_server(mproc__lab_report *r, const char *prefix, const char *title,
+                          const struct figures *f)
+{
+    char key[64], text[64];
+    const struct {
+        const char *key, *unit, *text;
+        double value;
+    } m[] = {
+        { "established", "count", NULL, f->established },
+        { "served", "count", "  served", f->served },
+        { "threads", "count", "  threads it used", (double)f->threads },
+        { "rss_kib_per_conn", "KiB", "  resident memory per connection", f->rss_kib },
+        { "vsz_kib_per_conn", "KiB", "  address space per connection", f->vsz_kib },
+        { "rtt_median_us", "us", "  round trip, median (4 active)", f->median_us },
+        { "rtt_p99_us", "us", "  round trip, 99th percentile", f->p99_us },
+    };
+    snprintf(text, sizeof text, "%s: established", title);
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        snprintf(key, sizeof key, "%s_%s", prefix, m[i].key);
+        mproc__lab_metric(r, key, m[i].value, m[i].unit, m[i].text ? m[i].text : text);
+    }
+}
+
 int mproc__lab_c10k(const mproc__lab_opts *o, mproc__lab_report *r)
 {
     unsigned want = o->quick ? 200 : 2000, trips = o->quick ? 100 : 1000;
@@ -453,28 +478,8 @@ int mproc__lab_c10k(const mproc__lab_opts *o, mproc__lab_report *r)
     mproc__lab_metric(r, "nofile_limit", (double)limit, "count", "  open-files limit (soft)");
     mproc__lab_metric(r, "thread_stack_kib", STACK_SIZE / 1024, "KiB",
                       "  stack of a connection thread");
-    mproc__lab_metric(r, "threads_established", thr.established, "count",
-                      "thread per connection: established");
-    mproc__lab_metric(r, "threads_served", thr.served, "count", "  served");
-    mproc__lab_metric(r, "threads_threads", (double)thr.threads, "count", "  threads it used");
-    mproc__lab_metric(r, "threads_rss_kib_per_conn", thr.rss_kib, "KiB",
-                      "  resident memory per connection");
-    mproc__lab_metric(r, "threads_vsz_kib_per_conn", thr.vsz_kib, "KiB",
-                      "  address space per connection");
-    mproc__lab_metric(r, "threads_rtt_median_us", thr.median_us, "us",
-                      "  round trip, median (4 active)");
-    mproc__lab_metric(r, "threads_rtt_p99_us", thr.p99_us, "us", "  round trip, 99th percentile");
-    mproc__lab_metric(r, "epoll_established", ep.established, "count",
-                      "one epoll loop: established");
-    mproc__lab_metric(r, "epoll_served", ep.served, "count", "  served");
-    mproc__lab_metric(r, "epoll_threads", (double)ep.threads, "count", "  threads it used");
-    mproc__lab_metric(r, "epoll_rss_kib_per_conn", ep.rss_kib, "KiB",
-                      "  resident memory per connection");
-    mproc__lab_metric(r, "epoll_vsz_kib_per_conn", ep.vsz_kib, "KiB",
-                      "  address space per connection");
-    mproc__lab_metric(r, "epoll_rtt_median_us", ep.median_us, "us",
-                      "  round trip, median (4 active)");
-    mproc__lab_metric(r, "epoll_rtt_p99_us", ep.p99_us, "us", "  round trip, 99th percentile");
+    report_server(r, "threads", "thread per connection", &thr);
+    report_server(r, "epoll", "one epoll loop", &ep);
 
     mproc__lab_note(r, "Memory figures are this process's growth (both ends of every "
                        "connection live here); kernel socket buffers are in neither.");
