@@ -226,6 +226,10 @@ struct mproc__ctx_head {
     size_t slot_len;
 };
 
+/* mproc__return_inline - what the mproc_return macro expands to: the
+ * copy into a slot of exactly len bytes, else the function. Same
+ * contract, errors and thread safety as mproc_return; not for direct
+ * use. */
 static inline int mproc__return_inline(mproc_ctx *ctx, const void *data, size_t len)
 {
     /* A context starts with its head (workers/ctx.h). */

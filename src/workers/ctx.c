@@ -7,39 +7,27 @@
 #include <errno.h>
 #include <string.h>
 
-/* mproc_return's general case, out of line so that the fixed-size
- * slot's path below needs no stack frame (a map item costs a few ns). */
-__attribute__((noinline)) static int return_to_room(mproc_ctx *ctx, const void *data,
-                                                    size_t len)
+/* Room for a len-byte result: the fixed-size slot when len fits it,
+ * else what the place provides; NULL when out of memory. */
+static void *room_for(mproc_ctx *ctx, size_t len)
+{
+    if (ctx->head.slot && len == ctx->head.slot_len)
+        return ctx->head.slot;
+    return ctx->ops->room(ctx, len);
+}
+
+/* The function behind the macro of the same name (workers.h): called
+ * through the macro, the fixed-size slot has been tried already. */
+int(mproc_return)(mproc_ctx *ctx, const void *data, size_t len)
 {
     if (!ctx || (!data && len > 0))
         return -EINVAL;
-    if (ctx->head.slot && len == ctx->head.slot_len) { /* data is NULL, len 0 */
-        memcpy(ctx->head.slot, data, len);
-        return 0;
-    }
-    void *p = ctx->ops->room(ctx, len);
+    void *p = room_for(ctx, len);
     if (!p)
         return -ENOMEM;
     if (len > 0)
         memcpy(p, data, len);
     return 0;
-}
-
-/* The function behind the macro of the same name (workers.h). */
-int(mproc_return)(mproc_ctx *ctx, const void *data, size_t len)
-{
-    /* A map item's fixed-size slot: the common sizes copy in one move. */
-    if (__builtin_expect(ctx && ctx->head.slot && len == ctx->head.slot_len && data, 1)) {
-        switch (len) {
-        case 4: memcpy(ctx->head.slot, data, 4); break;
-        case 8: memcpy(ctx->head.slot, data, 8); break;
-        case 16: memcpy(ctx->head.slot, data, 16); break;
-        default: memcpy(ctx->head.slot, data, len); break;
-        }
-        return 0;
-    }
-    return return_to_room(ctx, data, len);
 }
 
 void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
@@ -48,9 +36,7 @@ void *mproc_result_buffer(mproc_ctx *ctx, size_t len)
         errno = EINVAL;
         return NULL;
     }
-    if (ctx->head.slot && len == ctx->head.slot_len)
-        return ctx->head.slot;
-    void *p = ctx->ops->room(ctx, len);
+    void *p = room_for(ctx, len);
     if (!p)
         errno = ENOMEM;
     return p;
