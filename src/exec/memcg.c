@@ -245,9 +245,10 @@ uint64_t mproc__memcg_oom_kills(const struct mproc__memcg *cg, int index)
              cg->kind == MPROC_MEMLIMIT_CGROUP2 ? "memory.events" : "memory.oom_control");
     if (read_at(cg->dirfd, file, buf, sizeof buf) < 0)
         return 0;
-    for (const char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+    for (const char *line = buf; line; line = strchr(line, '\n')) {
+        line += *line == '\n'; /* past the newline that ended the last one */
         unsigned long long v;
-        if (sscanf(p, "oom_kill %llu", &v) == 1)
+        if (sscanf(line, "oom_kill %llu", &v) == 1)
             return v;
     }
     return 0;

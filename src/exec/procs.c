@@ -356,6 +356,12 @@ static struct ppool *ppool_of(mproc_executor *ex)
     return (struct ppool *)ex;
 }
 
+/* Is pp's memory limit a cgroup per worker (memcg.h)? */
+static bool by_cgroup(const struct ppool *pp)
+{
+    return pp->memcg.dirfd >= 0;
+}
+
 static void poke(struct ppool *pp)
 {
     uint64_t one = 1;
@@ -1118,7 +1124,7 @@ static int worker_start(struct ppool *pp, struct pworker *w)
     w->placed = 0;
     int fds[4] = { w->zone->map.fd, pp->evfd, mproc__pheap_fd(pp->heap), -1 };
     int nfds = 3;
-    if (pp->mem_how == MPROC_MEMLIMIT_CGROUP2 || pp->mem_how == MPROC_MEMLIMIT_CGROUP1) {
+    if (by_cgroup(pp)) {
         /* Made again if someone removed it; the worker moves itself in. */
         if ((fds[3] = mproc__memcg_worker(&pp->memcg, w->index, &w->cg_kills)) < 0)
             return fds[3];
@@ -1191,8 +1197,7 @@ static void oom_message(char *buf, size_t n, const struct ppool *pp, const char 
 /* Did the kernel kill w's process for going past its cgroup's limit? */
 static bool cgroup_oom_killed(const struct ppool *pp, const struct pworker *w)
 {
-    return (pp->mem_how == MPROC_MEMLIMIT_CGROUP2 || pp->mem_how == MPROC_MEMLIMIT_CGROUP1) &&
-           mproc__memcg_oom_kills(&pp->memcg, w->index) > w->cg_kills;
+    return by_cgroup(pp) && mproc__memcg_oom_kills(&pp->memcg, w->index) > w->cg_kills;
 }
 
 /* ---- collecting ------------------------------------------------------------ */
