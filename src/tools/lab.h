@@ -139,6 +139,11 @@ int mproc__lab_start(mproc_process *p);
 int mproc__lab_process(mproc_process **out, mproc_start_method how, mproc_task_fn fn,
                        const void *arg, size_t len);
 
+/* mproc__lab_join - wait up to timeout_ms for process p to end. 0 if it
+ * exited with status 0; what join (or exitcode) returned if that failed
+ * (-ETIMEDOUT: still running); -ECHILD if it ended any other way. */
+int mproc__lab_join(mproc_process *p, int64_t timeout_ms);
+
 /* mproc__lab_thread - create a thread as `o` says and start it. On
  * failure *out is NULL and the handle is destroyed. 0 or what create or
  * start returned. */

@@ -183,10 +183,8 @@ static int run_child(int kind, unsigned char *array, size_t size, size_t page,
             rc = mproc__write_all(a.down[1], &go, 1);
         close(a.down[1]); /* also lets it go if we failed */
         a.down[1] = -1;
-        int code = -1;
-        if (mproc_process_join(p, WAIT_MS) != 0 || mproc_process_exitcode(p, &code) != 0 ||
-            code != 0)
-            rc = rc ? rc : -ECHILD;
+        if (mproc__lab_join(p, WAIT_MS) != 0 && rc == 0)
+            rc = -ECHILD;
         mproc_process_destroy(p);
     }
     close(a.up[0]);

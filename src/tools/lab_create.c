@@ -154,10 +154,7 @@ static int one(int m, uint32_t i, const char *name, double *started, double *joi
         rc = mproc__lab_process(&p, how[m], mproc__lab_create_child, &a, sizeof a);
         if (rc != 0)
             return rc;
-        int code = -1;
-        if ((rc = mproc_process_join(p, WAIT_MS)) == 0 &&
-            (rc = mproc_process_exitcode(p, &code)) == 0 && code != 0)
-            rc = -ECHILD;
+        rc = mproc__lab_join(p, WAIT_MS);
         mproc_process_destroy(p);
     }
     int64_t t1 = mproc_now_ns();

@@ -253,10 +253,8 @@ static int transfer(struct ctl *ctl, int kind, size_t size, uint64_t n, struct r
         mproc_barrier_abort(&ctl->start);
         mproc_process_kill(p);
     }
-    int code = -1;
-    if (mproc_process_join(p, WAIT_MS) != 0 || mproc_process_exitcode(p, &code) != 0 ||
-        code != 0)
-        rc = rc ? rc : -ECHILD;
+    if (mproc__lab_join(p, WAIT_MS) != 0 && rc == 0)
+        rc = -ECHILD;
     mproc_process_destroy(p);
     chan_close(&c, true);
     return rc;
@@ -322,10 +320,8 @@ static int share_value(struct ctl *ctl, bool locked, uint64_t n, int64_t *total,
         mproc_barrier_abort(&ctl->start);
         mproc_process_kill(p);
     }
-    int code = -1;
-    if (mproc_process_join(p, WAIT_MS) != 0 || mproc_process_exitcode(p, &code) != 0 ||
-        code != 0)
-        rc = rc ? rc : -ECHILD;
+    if (mproc__lab_join(p, WAIT_MS) != 0 && rc == 0)
+        rc = -ECHILD;
     double s = (double)(mproc_now_ns() - t0) / 1e9;
     mproc_process_destroy(p);
     mproc_value_get_i64(v, total);

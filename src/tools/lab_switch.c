@@ -203,12 +203,10 @@ static int ping_pong(int in, int mode, bool pin, uint64_t warm, uint64_t rounds,
         mproc_thread_destroy(t);
     }
     if (p) {
-        int code = -1;
         if (rc != 0)
             mproc_process_kill(p);
-        if (mproc_process_join(p, WAIT_MS) != 0 || mproc_process_exitcode(p, &code) != 0 ||
-            code != 0)
-            rc = rc ? rc : -ECHILD;
+        if (mproc__lab_join(p, WAIT_MS) != 0 && rc == 0)
+            rc = -ECHILD;
         mproc_process_destroy(p);
     }
     if (res->cpu >= 0)

@@ -131,10 +131,7 @@ static int start_join(mproc_start_method how, pid_t *pid)
     if (rc != 0)
         return rc;
     *pid = mproc_process_pid(p);
-    int code = -1;
-    if ((rc = mproc_process_join(p, WAIT_MS)) == 0 &&
-        (rc = mproc_process_exitcode(p, &code)) == 0 && code != 0)
-        rc = -ECHILD;
+    rc = mproc__lab_join(p, WAIT_MS);
     mproc_process_destroy(p);
     return rc;
 }

@@ -55,6 +55,15 @@ int mproc__lab_process(mproc_process **out, mproc_start_method how, mproc_task_f
     return rc;
 }
 
+int mproc__lab_join(mproc_process *p, int64_t timeout_ms)
+{
+    int code = -1;
+    int rc = mproc_process_join(p, timeout_ms);
+    if (rc == 0)
+        rc = mproc_process_exitcode(p, &code);
+    return rc != 0 ? rc : code != 0 ? -ECHILD : 0;
+}
+
 int mproc__lab_thread(mproc_thread **out, const mproc_thread_opts *o)
 {
     int rc = mproc_thread_create(out, o);
