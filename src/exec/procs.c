@@ -1214,15 +1214,15 @@ static void deliver_in_place(struct ppool *pp, struct pworker *w, mproc_future *
     if (!res) {
         bump(&pp->failed);
         mproc__future_resolve(f, -EPROTO, NULL, 0, "bad result position from worker");
-    } else if (!zone_keep(z, start, end)) {
-        bump(&pp->done); /* counted before anyone can see the outcome */
-        mproc__future_resolve(f, 0, res, len, NULL);
-        zone_pass(z, end);
     } else {
-        bump(&pp->done);
-        if (!mproc__future_resolve_shared(f, res, len, zone_drop, z, start)) {
-            mproc__future_resolve(f, 0, res, len, NULL);
-            zone_drop(z, start);
+        bump(&pp->done); /* counted before anyone can see the outcome */
+        bool kept = zone_keep(z, start, end);
+        if (!kept || !mproc__future_resolve_shared(f, res, len, zone_drop, z, start)) {
+            mproc__future_resolve(f, 0, res, len, NULL); /* out of memory: a copy */
+            if (kept)
+                zone_drop(z, start);
+            else
+                zone_pass(z, end);
         }
     }
     mproc_future_release(f); /* the scheduler's reference */
