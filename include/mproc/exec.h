@@ -525,8 +525,13 @@ MPROC_API int mproc_map(mproc_executor *ex, mproc_task_fn fn, const void *items,
  * may be NULL; they run on the thread finishing the last chunk). out may
  * be NULL (nobody reads the results). The done future counts as running
  * from the start; mproc_future_cancel on it cancels nothing but makes
- * mproc_cancel_requested true for the items. Errors as mproc_map (a map
- * of 0 items succeeds even after shutdown, as Python's Executor.map).
+ * mproc_cancel_requested true for the items. A shutdown from another
+ * thread while the map is being started: if it keeps out the first
+ * chunk, the call fails with MPROC_ESHUTDOWN; if a later one, the call
+ * succeeds and the items of that chunk and every later one fail with
+ * MPROC_ESHUTDOWN (queued chunks it cancels read MPROC_ECANCELLED).
+ * Errors as mproc_map (a map of 0 items succeeds even after shutdown, as
+ * Python's Executor.map).
  */
 MPROC_API int mproc_map_async(mproc_executor *ex, mproc_task_fn fn, const void *items,
                               size_t item_size, size_t n, const mproc_map_opts *opts,
