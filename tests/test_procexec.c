@@ -413,18 +413,13 @@ static int count_entries(const char *path)
     return n;
 }
 
-static int count_fds(void)
-{
-    return count_entries("/proc/self/fd");
-}
-
 /* 1,000 executors made and destroyed (a task in every tenth): no
  * descriptor left open, no child but the fork server, no /dev/shm entry. */
 TEST_T(create_destroy_cycles_leave_nothing, 120)
 {
     setup();
     mproc_forkserver_start();
-    int fds = count_fds(), shm = count_entries("/dev/shm");
+    int fds = count_entries("/proc/self/fd"), shm = count_entries("/dev/shm");
     long n = test_scaled_stress(1000);
 #if defined(__SANITIZE_THREAD__)
     n = 20; /* each fork of a ThreadSanitizer process takes ~0.2 s */
@@ -440,7 +435,7 @@ TEST_T(create_destroy_cycles_leave_nothing, 120)
         }
         mproc_executor_destroy(ex);
     }
-    CHECK_EQ(count_fds(), fds);
+    CHECK_EQ(count_entries("/proc/self/fd"), fds);
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)getpid(), (int)getpid());
     FILE *c = fopen(path, "re");
